@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+
+mod apache;
+mod backend;
+mod daemon;
+mod haproxy;
+pub mod http;
+mod nginx;
+mod pools;
+mod ports;
+
+pub use apache::{Apache, ApacheOptions};
+pub use backend::Backend;
+pub use daemon::{Daemon, find_binary, pids_in_group, port_is_open};
+pub use haproxy::{Haproxy, HaproxyOptions};
+pub use nginx::{Nginx, NginxOptions};
+pub use pools::{MemberSpec, PoolSpec, Pools};
+pub use ports::{PortLease, lease_port};
