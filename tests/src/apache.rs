@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::daemon::{Daemon, find_binary, lab_dir, running_as_root, tail};
-use crate::ports::{PortLease, lease_port};
 use crate::pools::Pools;
+use crate::ports::{PortLease, lease_port};
 
 const MODULES: &[&str] = &[
     "mpm_event",
@@ -67,8 +67,15 @@ impl Apache {
         let _ = writeln!(c, "PidFile {}/run/apache2.pid", d.display());
         let _ = writeln!(c, "ErrorLog {}/error.log\nLogLevel notice", d.display());
         let _ = writeln!(c, "ServerName 127.0.0.1\nListen {}", port.addr());
-        for m in MODULES.iter().map(|s| s.to_string()).chain(opts.modules.iter().cloned()) {
-            let _ = writeln!(c, "LoadModule {m}_module /usr/lib/apache2/modules/mod_{m}.so");
+        for m in MODULES
+            .iter()
+            .map(|s| s.to_string())
+            .chain(opts.modules.iter().cloned())
+        {
+            let _ = writeln!(
+                c,
+                "LoadModule {m}_module /usr/lib/apache2/modules/mod_{m}.so"
+            );
         }
         if running_as_root() {
             let _ = writeln!(c, "User nobody\nGroup nogroup");
@@ -80,7 +87,10 @@ impl Apache {
         for l in &opts.server {
             let _ = writeln!(c, "{l}");
         }
-        let _ = writeln!(c, "<Location /balancer-manager>\n    SetHandler balancer-manager");
+        let _ = writeln!(
+            c,
+            "<Location /balancer-manager>\n    SetHandler balancer-manager"
+        );
         if opts.manager.is_empty() {
             let _ = writeln!(c, "    Require ip 127.0.0.1");
         }
@@ -162,7 +172,11 @@ impl Apache {
     ///
     /// When it does not within 10 s.
     pub fn graceful(&self) {
-        let count = || self.error_log().matches("resuming normal operations").count();
+        let count = || {
+            self.error_log()
+                .matches("resuming normal operations")
+                .count()
+        };
         let before = count();
         self.daemon.signal(Signal::SIGUSR1);
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -57,7 +57,9 @@ impl Backend {
 
     /// Starts `n` backends named `node1` … `nodeN`.
     pub fn start_many(n: usize) -> Vec<Backend> {
-        (1..=n).map(|i| Backend::start(&format!("node{i}"))).collect()
+        (1..=n)
+            .map(|i| Backend::start(&format!("node{i}")))
+            .collect()
     }
 
     /// Its id (also the `X-Backend` header and the body of `/`).

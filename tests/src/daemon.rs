@@ -204,7 +204,8 @@ impl Daemon {
         let _ = self.child.wait();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline
-            && (self.ports.iter().any(|p| port_is_open(*p)) || !pids_in_group(self.pid()).is_empty())
+            && (self.ports.iter().any(|p| port_is_open(*p))
+                || !pids_in_group(self.pid()).is_empty())
         {
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::daemon::{Daemon, find_binary, lab_dir};
-use crate::ports::{PortLease, lease_port};
 use crate::pools::Pools;
+use crate::ports::{PortLease, lease_port};
 
 /// Extra configuration for [`Haproxy::start_with`].
 #[derive(Debug, Clone)]
@@ -69,21 +69,42 @@ impl Haproxy {
         let d = dir.path();
         let mut c = String::new();
         let _ = writeln!(c, "global");
-        let _ = writeln!(c, "    stats socket {}/admin.sock mode 600 level admin", d.display());
+        let _ = writeln!(
+            c,
+            "    stats socket {}/admin.sock mode 600 level admin",
+            d.display()
+        );
         let _ = writeln!(c, "    stats socket ipv4@{} level admin", admin_tcp.addr());
-        let _ = writeln!(c, "    stats socket {}/user.sock mode 600 level user", d.display());
+        let _ = writeln!(
+            c,
+            "    stats socket {}/user.sock mode 600 level user",
+            d.display()
+        );
         let _ = writeln!(c, "    stats socket ipv4@{} level user", user_tcp.addr());
         let _ = writeln!(c, "    stats timeout 2m");
         for l in &opts.global {
             let _ = writeln!(c, "    {l}");
         }
-        let _ = writeln!(c, "\ndefaults\n    mode http\n    timeout connect 2s\n    timeout client 60s\n    timeout server 60s\n    timeout http-keep-alive 10s");
+        let _ = writeln!(
+            c,
+            "\ndefaults\n    mode http\n    timeout connect 2s\n    timeout client 60s\n    timeout server 60s\n    timeout http-keep-alive 10s"
+        );
         for l in &opts.defaults {
             let _ = writeln!(c, "    {l}");
         }
         for (p, (_, fe)) in pools.pools.iter().zip(&frontends) {
-            let _ = writeln!(c, "\nfrontend fe_{}\n    bind {}\n    default_backend {}", p.name, fe.addr(), p.name);
-            let _ = writeln!(c, "\nbackend {}\n    balance roundrobin\n    option httpchk GET /health", p.name);
+            let _ = writeln!(
+                c,
+                "\nfrontend fe_{}\n    bind {}\n    default_backend {}",
+                p.name,
+                fe.addr(),
+                p.name
+            );
+            let _ = writeln!(
+                c,
+                "\nbackend {}\n    balance roundrobin\n    option httpchk GET /health",
+                p.name
+            );
             for l in &p.extra {
                 let _ = writeln!(c, "    {l}");
             }
@@ -175,8 +196,10 @@ impl Haproxy {
     /// When the socket does not answer.
     pub fn command(&self, cmd: &str) -> String {
         let mut s = TcpStream::connect(self.admin_tcp()).expect("connect to haproxy admin socket");
-        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-        s.write_all(format!("{cmd}\n").as_bytes()).expect("send command");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s.write_all(format!("{cmd}\n").as_bytes())
+            .expect("send command");
         let mut out = String::new();
         s.read_to_string(&mut out).expect("read answer");
         out
@@ -211,6 +234,9 @@ impl Haproxy {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("lb-lab: haproxy did not reload; its log:\n{}", self.daemon.log_tail(30));
+        panic!(
+            "lb-lab: haproxy did not reload; its log:\n{}",
+            self.daemon.log_tail(30)
+        );
     }
 }

@@ -41,9 +41,16 @@ pub fn get(url: &str) -> io::Result<Response> {
 /// # Errors
 ///
 /// Connection and protocol errors.
-pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> io::Result<Response> {
+pub fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> io::Result<Response> {
     let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{m}: {url}"));
-    let rest = url.strip_prefix("http://").ok_or_else(|| bad("not an http:// URL"))?;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| bad("not an http:// URL"))?;
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -70,7 +77,10 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) ->
     parse(&raw).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("bad HTTP response from {url}: {:?}", String::from_utf8_lossy(&raw)),
+            format!(
+                "bad HTTP response from {url}: {:?}",
+                String::from_utf8_lossy(&raw)
+            ),
         )
     })
 }
@@ -120,7 +130,10 @@ mod tests {
     #[test]
     fn parses_plain_and_chunked_responses() {
         let r = parse(b"HTTP/1.1 200 OK\r\nX-Backend: node1\r\n\r\nnode1\n").unwrap();
-        assert_eq!((r.status, r.header("x-backend"), r.body.as_str()), (200, Some("node1"), "node1\n"));
+        assert_eq!(
+            (r.status, r.header("x-backend"), r.body.as_str()),
+            (200, Some("node1"), "node1\n")
+        );
         let r = parse(b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap();
         assert_eq!((r.status, r.body.as_str()), (404, "abcde"));
         assert!(parse(b"garbage").is_none());

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::daemon::{Daemon, children_of, find_binary, lab_dir, running_as_root};
-use crate::ports::{PortLease, lease_port};
 use crate::pools::Pools;
+use crate::ports::{PortLease, lease_port};
 
 /// Extra configuration for [`Nginx::start_with`].
 #[derive(Debug, Clone, Default)]
@@ -80,14 +80,22 @@ impl Nginx {
         std::fs::write(d.join("upstreams.conf"), up).expect("write upstreams.conf");
         let mut c = String::new();
         let _ = writeln!(c, "daemon off;\nmaster_process on;\nworker_processes 1;");
-        let _ = writeln!(c, "pid {}/nginx.pid;\nerror_log {}/error.log notice;", d.display(), d.display());
+        let _ = writeln!(
+            c,
+            "pid {}/nginx.pid;\nerror_log {}/error.log notice;",
+            d.display(),
+            d.display()
+        );
         if running_as_root() {
             let _ = writeln!(c, "user nobody nogroup;");
         }
         for l in &opts.main {
             let _ = writeln!(c, "{l}");
         }
-        let _ = writeln!(c, "events {{ worker_connections 1024; }}\nhttp {{\n    access_log off;");
+        let _ = writeln!(
+            c,
+            "events {{ worker_connections 1024; }}\nhttp {{\n    access_log off;"
+        );
         for (t, dirname) in [
             ("client_body_temp_path", "client_body"),
             ("proxy_temp_path", "proxy"),
@@ -210,6 +218,9 @@ impl Nginx {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("lb-lab: nginx did not reload; its log:\n{}", crate::daemon::tail(&self.dir.path().join("error.log"), 30));
+        panic!(
+            "lb-lab: nginx did not reload; its log:\n{}",
+            crate::daemon::tail(&self.dir.path().join("error.log"), 30)
+        );
     }
 }

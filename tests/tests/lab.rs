@@ -12,7 +12,11 @@ fn spread(url: &str, n: usize) -> BTreeMap<String, usize> {
         let r = http::get(url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
         assert_eq!(r.status, 200, "GET {url}: {r:?}");
         let id = r.header("x-backend").expect("X-Backend header").to_string();
-        assert_eq!(r.body.trim(), id, "the body names the same backend as the header");
+        assert_eq!(
+            r.body.trim(),
+            id,
+            "the body names the same backend as the header"
+        );
         *seen.entry(id).or_default() += 1;
     }
     seen
@@ -21,7 +25,11 @@ fn spread(url: &str, n: usize) -> BTreeMap<String, usize> {
 fn assert_round_robin(url: &str, backends: &[Backend]) {
     let seen = spread(url, 3 * backends.len());
     for b in backends {
-        assert_eq!(seen.get(b.id()), Some(&3), "round robin over all backends at {url}: {seen:?}");
+        assert_eq!(
+            seen.get(b.id()),
+            Some(&3),
+            "round robin over all backends at {url}: {seen:?}"
+        );
     }
 }
 
@@ -29,17 +37,28 @@ fn assert_gone(what: &str, pid: u32, ports: &[u16]) {
     for p in ports {
         assert!(!port_is_open(*p), "{what}: port {p} still open after drop");
     }
-    assert_eq!(pids_in_group(pid), Vec::<u32>::new(), "{what}: processes left after drop");
-    assert!(!std::path::Path::new(&format!("/proc/{pid}/status")).exists()
-        || std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default().contains("zombie"),
-        "{what}: the main process {pid} still runs");
+    assert_eq!(
+        pids_in_group(pid),
+        Vec::<u32>::new(),
+        "{what}: processes left after drop"
+    );
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}/status")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .unwrap_or_default()
+                .contains("zombie"),
+        "{what}: the main process {pid} still runs"
+    );
 }
 
 #[test]
 fn backend_answers_its_routes_and_restarts_on_the_same_port() {
     let mut b = Backend::start("node7");
     let r = http::get(&b.url()).unwrap();
-    assert_eq!((r.status, r.header("x-backend"), r.body.as_str()), (200, Some("node7"), "node7\n"));
+    assert_eq!(
+        (r.status, r.header("x-backend"), r.body.as_str()),
+        (200, Some("node7"), "node7\n")
+    );
     let r = http::get(&format!("{}health", b.url())).unwrap();
     assert_eq!((r.status, r.body.as_str()), (200, "ok\n"));
     let t = std::time::Instant::now();
@@ -54,7 +73,10 @@ fn backend_answers_its_routes_and_restarts_on_the_same_port() {
     assert!(http::get(&b.url()).is_err());
     b.start_again();
     assert_eq!(b.port(), port);
-    assert_eq!(http::get(&format!("{}health", b.url())).unwrap().status, 200);
+    assert_eq!(
+        http::get(&format!("{}health", b.url())).unwrap().status,
+        200
+    );
 }
 
 #[test]
@@ -66,7 +88,10 @@ fn backend_stop_lets_requests_in_flight_finish() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     b.stop();
-    let r = slow.join().unwrap().expect("the request in flight completes");
+    let r = slow
+        .join()
+        .unwrap()
+        .expect("the request in flight completes");
     assert_eq!(r.status, 200);
     assert!(!port_is_open(b.port()));
 }
@@ -93,7 +118,10 @@ fn nginx_spreads_traffic_and_cleans_up() {
     let ngx = Nginx::start(&Pools::new().pool("app", &backends));
     assert_round_robin(&ngx.frontend_url("app"), &backends);
     let up = std::fs::read_to_string(ngx.upstream_file()).unwrap();
-    assert!(up.contains(&format!("server {};", backends[1].addr())), "{up}");
+    assert!(
+        up.contains(&format!("server {};", backends[1].addr())),
+        "{up}"
+    );
     let before = ngx.workers();
     ngx.reload();
     assert_ne!(ngx.workers(), before, "a reload starts new workers");
@@ -109,7 +137,11 @@ fn nginx_spreads_traffic_and_cleans_up() {
 #[test]
 fn apache_spreads_traffic_and_cleans_up() {
     let backends = Backend::start_many(3);
-    let web = Apache::start(&Pools::new().pool("app", &backends).pool("api", &backends[..2]));
+    let web = Apache::start(
+        &Pools::new()
+            .pool("app", &backends)
+            .pool("api", &backends[..2]),
+    );
     assert_round_robin(&web.frontend_url("app"), &backends);
     assert_round_robin(&web.frontend_url("api"), &backends[..2]);
     let r = http::request(
@@ -120,7 +152,11 @@ fn apache_spreads_traffic_and_cleans_up() {
     )
     .unwrap();
     assert_eq!(r.status, 200);
-    assert!(r.body.contains("balancer://app") && r.body.contains("balancer://api"), "{}", r.body);
+    assert!(
+        r.body.contains("balancer://app") && r.body.contains("balancer://api"),
+        "{}",
+        r.body
+    );
     web.graceful();
     assert_round_robin(&web.frontend_url("app"), &backends);
     let (pid, ports) = (web.pid(), web.daemon().ports().to_vec());
