@@ -1,0 +1,247 @@
+//! Parsing (clap), resolution into library calls, and exit codes.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use orchestrator::{DrainOptions, Error, Fleet, Inventory, UndrainOptions, parse_duration};
+
+use crate::render::{self, Output};
+
+/// Take nodes out of load-balancer rotation and put them back, on every
+/// balancer at once (HAProxy, Apache httpd, NGINX, NGINX Plus, Azure
+/// Application Gateway).
+///
+/// Exit codes: 0 done; 1 failed; 2 bad usage, bad configuration or unknown
+/// node; 3 timed out waiting; 4 refused by a safety guard (nothing
+/// changed); 5 partially applied, then rolled back.
+#[derive(Debug, Parser)]
+#[command(
+    name = "lbctl",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Args {
+    /// The inventory [env: LBCTL_CONFIG] [default: ./lbctl.toml]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where the journal and the lock live [env: LBCTL_STATE_DIR]
+    /// [default: $XDG_STATE_HOME/lbctl or ~/.local/state/lbctl]
+    #[arg(long, global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// `json` prints exactly one JSON document on stdout
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    output: Format,
+    /// How long to wait for another lbctl's lock [default: the inventory's
+    /// lock_timeout, else 1m]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = duration)]
+    lock_timeout: Option<Duration>,
+    /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Less output: errors only on stderr, no progress line
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show every node (or the named ones) on every balancer: admin state,
+    /// health, active connections, weight
+    Status {
+        /// Nodes to show (default: all)
+        nodes: Vec<String>,
+    },
+    /// Take nodes out of rotation everywhere: guard, drain, wait until
+    /// their connections are gone, then maint
+    Drain {
+        /// Inventory node names
+        #[arg(required = true)]
+        nodes: Vec<String>,
+        /// How long to wait for connections to end [default: the
+        /// inventory's drain_timeout, else 5m]
+        #[arg(long, value_parser = duration, value_name = "DURATION")]
+        timeout: Option<Duration>,
+        /// Set drain and return at once (no wait, so no maint either)
+        #[arg(long)]
+        no_wait: bool,
+        /// Stop after the wait: leave the members draining, not in maint
+        #[arg(long)]
+        soft: bool,
+        /// Drain even when a pool would keep fewer than min_active members
+        /// (the output says so)
+        #[arg(long)]
+        force: bool,
+        /// Print what would change; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Put nodes back into rotation everywhere and wait until the
+    /// balancers see them healthy
+    Undrain {
+        /// Inventory node names
+        #[arg(required = true)]
+        nodes: Vec<String>,
+        /// How long to wait for health [default: the inventory's
+        /// undrain_timeout, else 2m]
+        #[arg(long, value_parser = duration, value_name = "DURATION")]
+        timeout: Option<Duration>,
+        /// Set ready and return at once
+        #[arg(long)]
+        no_wait: bool,
+        /// Print what would change; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Put back what an interrupted lbctl left out of rotation (from the
+    /// journal)
+    Recover {
+        /// List what would be put back; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print a shell completion script
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s)
+}
+
+/// Parses, runs, renders, and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(&args);
+    let out = Output {
+        json: args.output == Format::Json,
+        quiet: args.quiet,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(run(args, out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            render::error(&out, &e);
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn init_logging(args: &Args) {
+    let level = if args.quiet {
+        "error"
+    } else {
+        match args.verbose {
+            0 => "warn",
+            1 => "info",
+            _ => "debug",
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn fleet(args: &Args, out: &Output) -> Result<Fleet, Error> {
+    let path = args
+        .config
+        .clone()
+        .or_else(|| {
+            std::env::var_os("LBCTL_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from("lbctl.toml"));
+    let inv = Inventory::load(&path)?;
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(orchestrator::journal::default_state_dir);
+    let mut b = Fleet::from_inventory(&inv, Some(&state_dir))?;
+    if let Some(t) = args.lock_timeout {
+        b = b.lock_timeout(t);
+    }
+    if !out.quiet && !out.json && std::io::stderr().is_terminal() {
+        b = b.progress(Arc::new(render::ProgressLine::new()));
+    }
+    b.build()
+}
+
+async fn run(args: Args, out: Output) -> Result<(), Error> {
+    match &args.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Args::command(),
+                "lbctl",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Status { nodes } => {
+            let report = fleet(&args, &out)?.status(nodes).await?;
+            render::status(&out, &report);
+            Ok(())
+        }
+        Command::Drain {
+            nodes,
+            timeout,
+            no_wait,
+            soft,
+            force,
+            dry_run,
+        } => {
+            let opts = DrainOptions {
+                timeout: *timeout,
+                no_wait: *no_wait,
+                soft: *soft,
+                force: *force,
+                dry_run: *dry_run,
+            };
+            let report = fleet(&args, &out)?.drain(nodes, &opts).await?;
+            render::change(&out, &report);
+            Ok(())
+        }
+        Command::Undrain {
+            nodes,
+            timeout,
+            no_wait,
+            dry_run,
+        } => {
+            let opts = UndrainOptions {
+                timeout: *timeout,
+                no_wait: *no_wait,
+                dry_run: *dry_run,
+            };
+            let report = fleet(&args, &out)?.undrain(nodes, &opts).await?;
+            render::change(&out, &report);
+            Ok(())
+        }
+        Command::Recover { dry_run } => {
+            let report = fleet(&args, &out)?.recover(*dry_run).await?;
+            render::recover(&out, &report);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! `lbctl`: take nodes out of load-balancer rotation and put them back.
+
+mod cli;
+mod render;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}
