@@ -1,0 +1,523 @@
+#![doc = include_str!("../README.md")]
+
+mod error;
+pub mod parse;
+mod transport;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lb_core::{AdminState, Balancer, Capabilities, Change, DrainSignal, Member, MemberRef, Result};
+
+use crate::error::HapError;
+use crate::parse::ServerState;
+use crate::transport::{Endpoint, Session};
+
+/// The default connect and read timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The highest weight HAProxy accepts (`set server B/S weight N`).
+pub const MAX_WEIGHT: u32 = 256;
+
+/// An HAProxy (≥ 2.0), driven through its runtime API.
+///
+/// Built with [`Haproxy::builder`]; see the crate documentation for what
+/// each operation sends.
+pub struct Haproxy {
+    name: String,
+    endpoint: Endpoint,
+    timeout: Duration,
+    state_file: Option<PathBuf>,
+    /// Serialises changes while a state file is kept, so that the file is
+    /// always written from the newest state.
+    state_lock: tokio::sync::Mutex<()>,
+}
+
+impl fmt::Debug for Haproxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Haproxy")
+            .field("name", &self.name)
+            .field("socket", &self.endpoint)
+            .field("timeout", &self.timeout)
+            .field("state_file", &self.state_file)
+            .finish()
+    }
+}
+
+/// Settings for a [`Haproxy`], checked by [`build`](HaproxyBuilder::build).
+#[derive(Debug, Clone)]
+pub struct HaproxyBuilder {
+    name: String,
+    socket: Option<String>,
+    timeout: Duration,
+    state_file: Option<PathBuf>,
+}
+
+impl HaproxyBuilder {
+    /// The runtime API socket (inventory key `socket`): a unix socket path
+    /// (`/run/haproxy/admin.sock` or `unix:///run/haproxy/admin.sock`) or
+    /// `tcp://host:port`. Required. Writes need `level admin` on it.
+    pub fn socket(mut self, s: &str) -> Self {
+        self.socket = Some(s.to_owned());
+        self
+    }
+
+    /// The connect timeout, and the longest wait for HAProxy's answer to
+    /// each batch of commands (inventory key `timeout`; default 5 s).
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = d;
+        self
+    }
+
+    /// A file to write `show servers state` to, atomically, after every
+    /// change (inventory key `state_file`; optional). Point HAProxy's
+    /// `server-state-file` at it and set `load-server-state-from-file
+    /// global`, and drains survive reloads.
+    pub fn state_file(mut self, p: impl Into<PathBuf>) -> Self {
+        self.state_file = Some(p.into());
+        self
+    }
+
+    /// Checks every setting.
+    ///
+    /// # Errors
+    ///
+    /// [`lb_core::Error::InvalidInput`] for an invalid balancer name, a
+    /// missing or malformed socket, a zero timeout, or a state file whose
+    /// directory does not exist.
+    pub fn build(self) -> Result<Haproxy> {
+        let name = self.name;
+        lb_core::validate_name(&name, "balancer", &name)?;
+        let bad = |m: String| lb_core::Error::invalid_input(&name, m);
+        let socket = self.socket.as_deref().ok_or_else(|| {
+            bad("no socket: set it to /path, unix:///path or tcp://host:port".into())
+        })?;
+        let endpoint = Endpoint::parse(socket).map_err(bad)?;
+        if self.timeout.is_zero() {
+            return Err(bad("the timeout must be longer than zero".into()));
+        }
+        if let Some(p) = &self.state_file {
+            check_state_file(p).map_err(bad)?;
+        }
+        Ok(Haproxy {
+            name,
+            endpoint,
+            timeout: self.timeout,
+            state_file: self.state_file,
+            state_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+}
+
+fn check_state_file(p: &Path) -> std::result::Result<(), String> {
+    if p.file_name().is_none() {
+        return Err(format!("state file {}: not a file name", p.display()));
+    }
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!(
+            "state file {}: the directory {} does not exist",
+            p.display(),
+            dir.display()
+        ));
+    }
+    if p.is_dir() {
+        return Err(format!("state file {}: is a directory", p.display()));
+    }
+    Ok(())
+}
+
+/// A member whose names passed lb-core's validator: the only input the
+/// runtime API commands are built from.
+struct Target {
+    pool: String,
+    member: String,
+}
+
+impl Target {
+    fn new(balancer: &str, m: &MemberRef) -> Result<Target> {
+        m.validate(balancer)?;
+        Ok(Target {
+            pool: m.pool.clone(),
+            member: m.member.clone(),
+        })
+    }
+
+    fn show_state(&self) -> String {
+        format!("show servers state {}", self.pool)
+    }
+
+    fn set_state(&self, s: AdminState) -> String {
+        format!(
+            "set server {}/{} state {}",
+            self.pool,
+            self.member,
+            s.as_str()
+        )
+    }
+
+    fn set_weight(&self, w: u32) -> String {
+        format!("set server {}/{} weight {w}", self.pool, self.member)
+    }
+
+    fn shutdown_sessions(&self) -> String {
+        format!("shutdown sessions server {}/{}", self.pool, self.member)
+    }
+
+    /// This member's row in the answer to `show servers state POOL`.
+    fn find(&self, answer: &str) -> std::result::Result<ServerState, HapError> {
+        if answer.trim() == "Can't find backend." {
+            return Err(self.no_pool());
+        }
+        if let Some(e) = refusal(answer, "show servers state", "") {
+            return Err(e);
+        }
+        parse::state_rows(answer)?
+            .into_iter()
+            .find(|r| r.pool == self.pool && r.name == self.member)
+            .ok_or_else(|| HapError::NoSuchMember {
+                pool: self.pool.clone(),
+                member: self.member.clone(),
+            })
+    }
+
+    fn no_pool(&self) -> HapError {
+        HapError::NoSuchPool {
+            pool: self.pool.clone(),
+            member: self.member.clone(),
+        }
+    }
+
+    /// Checks the answer to a write: nothing but the terminating newline
+    /// is a success, every other text is mapped.
+    fn check_write(
+        &self,
+        command: &str,
+        answer: &str,
+        endpoint: &str,
+        weight: Option<u32>,
+    ) -> std::result::Result<(), HapError> {
+        if answer.is_empty() {
+            return Ok(());
+        }
+        let text = answer.trim();
+        if text == "No such server." {
+            return Err(HapError::NoSuchMember {
+                pool: self.pool.clone(),
+                member: self.member.clone(),
+            });
+        }
+        if text == "No such backend." {
+            return Err(self.no_pool());
+        }
+        if let Some(w) = weight
+            && (text.contains("weight can only be between")
+                || text.contains("weight string")
+                || text.contains("only accepts weights"))
+        {
+            return Err(HapError::WeightRefused {
+                pool: self.pool.clone(),
+                member: self.member.clone(),
+                weight: w,
+                text: error::shown(text),
+            });
+        }
+        Err(refusal(answer, command, endpoint)
+            .unwrap_or_else(|| HapError::unexpected(command, answer)))
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.pool, self.member)
+    }
+}
+
+/// The answers any command may get instead of its output.
+fn refusal(answer: &str, command: &str, endpoint: &str) -> Option<HapError> {
+    let text = answer.trim_start();
+    if text.starts_with("Permission denied") {
+        Some(HapError::PermissionDenied {
+            endpoint: endpoint.to_owned(),
+            command: command.to_owned(),
+        })
+    } else if text.starts_with("Unknown command") {
+        Some(HapError::unexpected(command, answer))
+    } else {
+        None
+    }
+}
+
+impl Haproxy {
+    /// A builder for the balancer called `name` in the inventory.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let lb = lb_haproxy::Haproxy::builder("edge")
+    ///     .socket("unix:///run/haproxy/admin.sock")
+    ///     .timeout(Duration::from_secs(2))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(
+    ///     format!("{lb:?}"),
+    ///     r#"Haproxy { name: "edge", socket: "unix:///run/haproxy/admin.sock", timeout: 2s, state_file: None }"#
+    /// );
+    /// ```
+    pub fn builder(name: &str) -> HaproxyBuilder {
+        HaproxyBuilder {
+            name: name.to_owned(),
+            socket: None,
+            timeout: DEFAULT_TIMEOUT,
+            state_file: None,
+        }
+    }
+
+    /// The runtime API socket, as `unix:///path` or `tcp://host:port`.
+    pub fn socket(&self) -> String {
+        self.endpoint.to_string()
+    }
+
+    /// Closes every session the member has now (`shutdown sessions server
+    /// B/S`): the escalation for a drain that does not finish in time.
+    /// Requests in flight on it are cut.
+    ///
+    /// # Errors
+    ///
+    /// [`lb_core::Error::InvalidInput`] for an invalid name (nothing is
+    /// sent), [`lb_core::Error::NotFound`] for an unknown pool or member,
+    /// [`lb_core::Error::Unauthorized`] without `level admin`,
+    /// [`lb_core::Error::Unavailable`] when the socket does not answer.
+    pub async fn shutdown_sessions(&self, m: &MemberRef) -> Result<()> {
+        let t = Target::new(&self.name, m)?;
+        let op = format!("shutdown sessions of {t}");
+        let cmd = t.shutdown_sessions();
+        let run = async {
+            let mut s = self.session().await?;
+            let a = s.run(std::slice::from_ref(&cmd)).await?;
+            t.check_write(&cmd, &a[0], &self.endpoint.to_string(), None)
+        };
+        run.await.map_err(|e| e.into_core(&self.name, &op))
+    }
+
+    async fn session(&self) -> std::result::Result<Session, HapError> {
+        Session::open(&self.endpoint, self.timeout).await
+    }
+
+    /// The reads that go with a read of `t`: its backend, and everything
+    /// when a state file is kept.
+    fn reads(&self, t: &Target) -> Vec<String> {
+        let mut v = vec![t.show_state()];
+        if self.state_file.is_some() {
+            v.push("show servers state".into());
+        }
+        v
+    }
+
+    /// One change: read, decide, write, read back, keep the state file.
+    ///
+    /// `write` is the command, `done` tells from a row whether the member
+    /// is as asked, `mismatch` explains a read-back that is not.
+    async fn change(
+        &self,
+        t: &Target,
+        write: String,
+        weight: Option<u32>,
+        done: impl Fn(&ServerState) -> bool,
+        mismatch: impl Fn(&ServerState) -> HapError,
+        what: &str,
+    ) -> std::result::Result<Change, HapError> {
+        let _guard = match self.state_file {
+            Some(_) => Some(self.state_lock.lock().await),
+            None => None,
+        };
+        let mut s = self.session().await?;
+        let a = s.run(&self.reads(t)).await?;
+        let now = t.find(&a[0])?;
+        if done(&now) {
+            self.keep_state(t, a.get(1), what).await?;
+            return Ok(Change::AlreadyInState);
+        }
+        let mut cmds = vec![write.clone()];
+        cmds.extend(self.reads(t));
+        let a = s.run(&cmds).await?;
+        t.check_write(&write, &a[0], &self.endpoint.to_string(), weight)?;
+        let after = t.find(&a[1])?;
+        if !done(&after) {
+            return Err(mismatch(&after));
+        }
+        self.keep_state(t, a.get(2), what).await?;
+        Ok(Change::Applied)
+    }
+
+    /// Writes `dump` (a `show servers state` answer) to the state file.
+    async fn keep_state(
+        &self,
+        t: &Target,
+        dump: Option<&String>,
+        what: &str,
+    ) -> std::result::Result<(), HapError> {
+        let (Some(path), Some(dump)) = (&self.state_file, dump) else {
+            return Ok(());
+        };
+        let fail = |source: std::io::Error| HapError::StateFile {
+            pool: t.pool.clone(),
+            member: t.member.clone(),
+            what: what.to_owned(),
+            path: path.clone(),
+            source,
+        };
+        // Only a well-formed dump goes to the file HAProxy loads.
+        parse::state_rows(dump)?;
+        write_atomically(path, dump.as_bytes()).await.map_err(fail)
+    }
+}
+
+/// Writes `bytes` to a temporary file next to `path`, syncs it and renames
+/// it over `path`: HAProxy reads either the old file or the new one.
+async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(
+        ".{file_name}.{}.{}.tmp",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = async {
+        let mut f = tokio::fs::File::create(&tmp).await?;
+        f.write_all(bytes).await?;
+        f.sync_all().await?;
+        drop(f);
+        tokio::fs::rename(&tmp, path).await
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    result
+}
+
+#[async_trait]
+impl Balancer for Haproxy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            active_connections: true,
+            health: true,
+            weight_range: Some((0, MAX_WEIGHT)),
+            distinct_drain: true,
+            drain_signal: DrainSignal::ActiveCount,
+        }
+    }
+
+    async fn members(&self) -> Result<Vec<Member>> {
+        let run = async {
+            let mut s = self.session().await?;
+            let cmds = [
+                "show stat -1 4 -1".to_owned(),
+                "show servers state".to_owned(),
+            ];
+            let a = s.run(&cmds).await?;
+            let ep = self.endpoint.to_string();
+            for (c, x) in cmds.iter().zip(&a) {
+                if let Some(e) = refusal(x, c, &ep) {
+                    return Err(e);
+                }
+            }
+            parse::join(&a[0], &a[1])
+        };
+        run.await
+            .map_err(|e| e.into_core(&self.name, "list members"))
+    }
+
+    async fn set_state(&self, m: &MemberRef, state: AdminState) -> Result<Change> {
+        let t = Target::new(&self.name, m)?;
+        let op = format!("{state} {t}");
+        let write = t.set_state(state);
+        let cmd = write.clone();
+        self.change(
+            &t,
+            write,
+            None,
+            |r| r.admin() == state,
+            |r| HapError::StateReadBack {
+                command: cmd.clone(),
+                pool: t.pool.clone(),
+                member: t.member.clone(),
+                got: r.admin(),
+                bits: r.admin_bits,
+                why: why(r.admin_bits),
+            },
+            match state {
+                AdminState::Ready => "ready",
+                AdminState::Drain => "drained",
+                AdminState::Maint => "in maintenance",
+            },
+        )
+        .await
+        .map_err(|e| e.into_core(&self.name, &op))
+    }
+
+    async fn set_weight(&self, m: &MemberRef, weight: u32) -> Result<Change> {
+        let t = Target::new(&self.name, m)?;
+        let op = format!("set the weight of {t} to {weight}");
+        if weight > MAX_WEIGHT {
+            return Err(HapError::WeightOutOfRange { weight }.into_core(&self.name, &op));
+        }
+        let write = t.set_weight(weight);
+        let cmd = write.clone();
+        self.change(
+            &t,
+            write,
+            Some(weight),
+            |r| r.weight == weight,
+            |r| HapError::WeightReadBack {
+                command: cmd.clone(),
+                pool: t.pool.clone(),
+                member: t.member.clone(),
+                got: r.weight,
+            },
+            &format!("at weight {weight}"),
+        )
+        .await
+        .map_err(|e| e.into_core(&self.name, &op))
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        match self.state_file {
+            Some(_) => Vec::new(),
+            None => vec![format!(
+                "{}: no state_file is set: drains, maintenance and weights set at runtime \
+                 are lost when HAProxy reloads",
+                self.name
+            )],
+        }
+    }
+}
+
+/// Why an admin bitmask holds a server where it was not asked to be.
+fn why(bits: u32) -> &'static str {
+    use parse::*;
+    if bits & ADMIN_INHERITED_MAINT != 0 {
+        ": maintenance inherited from the server it tracks"
+    } else if bits & ADMIN_RESOLUTION_MAINT != 0 {
+        ": its address does not resolve"
+    } else if bits & ADMIN_INHERITED_DRAIN != 0 {
+        ": drain inherited from the server it tracks"
+    } else {
+        ""
+    }
+}
