@@ -15,9 +15,23 @@ use crate::inventory::BalancerConfig;
 /// or invalid.
 pub fn build(name: &str, cfg: &BalancerConfig) -> Result<Arc<dyn Balancer>> {
     let config = |e: lb_core::Error| Error::Config(format!("[balancers.{name}]: {}", e.message()));
-    let _ = config;
-    Err(Error::Config(format!(
-        "[balancers.{name}]: kind {:?} is not available in this build of lbctl",
-        cfg.kind()
-    )))
+    let unavailable = || {
+        Err(Error::Config(format!(
+            "[balancers.{name}]: kind {:?} is not available in this build of lbctl",
+            cfg.kind()
+        )))
+    };
+    match cfg {
+        BalancerConfig::Haproxy(c) => {
+            let mut b = lb_haproxy::Haproxy::builder(name).socket(&c.socket);
+            if let Some(t) = c.timeout {
+                b = b.timeout(t);
+            }
+            if let Some(p) = &c.state_file {
+                b = b.state_file(p);
+            }
+            Ok(Arc::new(b.build().map_err(config)?))
+        }
+        _ => unavailable(),
+    }
 }

@@ -1,0 +1,377 @@
+//! lbctl end to end against real balancers from the lab.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use lb_lab::{Backend, Haproxy, Pools, http};
+
+/// A scratch dir with an inventory and a state dir.
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new(inventory: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("lbctl.toml"), inventory).unwrap();
+        Env { dir }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_lbctl"));
+        c.args(args)
+            .env("LBCTL_CONFIG", self.dir.path().join("lbctl.toml"))
+            .env("LBCTL_STATE_DIR", self.state())
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run lbctl")
+    }
+
+    fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "lbctl {args:?}: {}",
+            stderr(&out)
+        );
+        out
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.extend(["--output", "json"]);
+        let out = self.ok(&a);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn haproxy_section(name: &str, socket: &Path) -> String {
+    format!(
+        "[balancers.{name}]\nkind = \"haproxy\"\nsocket = \"{}\"\ntimeout = \"2s\"\n\n",
+        socket.display()
+    )
+}
+
+fn nodes_section(backends: &[Backend]) -> String {
+    let mut s = String::from(
+        "[defaults]\npoll_interval = \"50ms\"\ndrain_timeout = \"30s\"\nundrain_timeout = \"20s\"\n\n",
+    );
+    for b in backends {
+        let _ = writeln!(s, "[nodes.{}]\naddress = \"{}\"\n", b.id(), b.addr());
+    }
+    s
+}
+
+/// Sends `n` requests through `url` and returns the backends that answered.
+fn answered_by(url: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            let r = http::get(url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+            assert_eq!(r.status, 200, "GET {url}: {r:?}");
+            r.header("x-backend").unwrap().to_string()
+        })
+        .collect()
+}
+
+fn server_state(h: &Haproxy, server: &str) -> String {
+    h.command("show servers state app")
+        .lines()
+        .find(|l| l.split(' ').nth(3) == Some(server))
+        .unwrap_or_else(|| panic!("no {server} in show servers state"))
+        .to_string()
+}
+
+/// srv_admin_state of one server (the 7th field).
+fn admin_bits(h: &Haproxy, server: &str) -> u32 {
+    server_state(h, server)
+        .split(' ')
+        .nth(6)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn drain_and_undrain_on_haproxy_move_traffic_and_report_json() {
+    let backends = Backend::start_many(3);
+    let hap = Haproxy::start(&Pools::new().pool("app", &backends));
+    let env = Env::new(&(nodes_section(&backends) + &haproxy_section("edge", &hap.admin_socket())));
+
+    let v = env.json(&["status"]);
+    let m = &v["nodes"][1]["members"][0];
+    assert_eq!(v["nodes"][1]["node"], "node2");
+    assert_eq!(v["nodes"][1]["address"], backends[1].addr().to_string());
+    assert_eq!(
+        (
+            m["balancer"].as_str(),
+            m["kind"].as_str(),
+            m["pool"].as_str(),
+            m["member"].as_str(),
+            m["admin"].as_str()
+        ),
+        (
+            Some("edge"),
+            Some("haproxy"),
+            Some("app"),
+            Some("node2"),
+            Some("ready")
+        )
+    );
+    assert!(
+        m["active"].is_u64() && m["weight"].is_u64() && m["health"].is_string(),
+        "{m}"
+    );
+
+    let v = env.json(&["drain", "node2"]);
+    assert_eq!(v["nodes"][0]["result"], "drained");
+    assert_eq!(v["nodes"][0]["members"][0]["admin"], "maint");
+    assert_eq!(v["nodes"][0]["members"][0]["change"], "applied");
+    assert!(v["waited_ms"].is_u64());
+    assert_eq!(
+        admin_bits(&hap, "node2") & 0x01,
+        0x01,
+        "forced maint in HAProxy itself"
+    );
+    let seen = answered_by(&hap.frontend_url("app"), 30);
+    assert!(
+        !seen.iter().any(|b| b == "node2"),
+        "no request reaches node2: {seen:?}"
+    );
+
+    let v = env.json(&["undrain", "node2"]);
+    assert_eq!(v["nodes"][0]["result"], "undrained");
+    assert_eq!(v["nodes"][0]["members"][0]["health"], "up");
+    assert_eq!(admin_bits(&hap, "node2"), 0);
+    let seen = answered_by(&hap.frontend_url("app"), 30);
+    assert!(
+        seen.iter().any(|b| b == "node2"),
+        "traffic returns to node2: {seen:?}"
+    );
+
+    // Text status: one row per node and member.
+    let out = env.ok(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().next().unwrap().starts_with("NODE"), "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.contains(" edge ")).count(),
+        3,
+        "{text}"
+    );
+}
+
+#[test]
+fn drain_waits_for_the_request_in_flight() {
+    let backends = Backend::start_many(3);
+    let hap = Haproxy::start(&Pools::new().pool("app", &backends));
+    let env = Env::new(&(nodes_section(&backends) + &haproxy_section("edge", &hap.admin_socket())));
+    // Round robin: three 3-second requests, one on each node.
+    let url = format!("{}slow?ms=3000", hap.frontend_url("app"));
+    let slow: Vec<_> = (0..3)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let r = http::get(&url).unwrap();
+                (
+                    r.header("x-backend").unwrap().to_string(),
+                    r.status,
+                    Instant::now(),
+                )
+            })
+        })
+        .collect();
+    while backends[1].in_flight() == 0 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = env.ok(&["drain", "node2"]);
+    let returned = Instant::now();
+    let results: Vec<_> = slow.into_iter().map(|t| t.join().unwrap()).collect();
+    let (_, status, finished) = results
+        .iter()
+        .find(|(b, _, _)| b == "node2")
+        .expect("a slow request on node2");
+    assert_eq!(*status, 200, "the request in flight completed");
+    assert!(
+        returned >= *finished,
+        "lbctl returned only after node2's request completed"
+    );
+    let lag = returned - *finished;
+    assert!(
+        lag < Duration::from_millis(500),
+        "and within 500 ms of it: {lag:?}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("node2: drained"));
+}
+
+#[test]
+fn the_guard_refuses_draining_the_last_ready_member_unless_forced() {
+    let backends = Backend::start_many(2);
+    let hap = Haproxy::start(&Pools::new().pool("app", &backends));
+    let env = Env::new(&(nodes_section(&backends) + &haproxy_section("edge", &hap.admin_socket())));
+    env.ok(&["drain", "node1"]);
+    let before = hap.command("show servers state app");
+    let out = env.run(&["drain", "node2"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("edge pool app would keep 0"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        hap.command("show servers state app"),
+        before,
+        "nothing changed"
+    );
+
+    let out = env.run(&["drain", "node2", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("guard overridden by --force"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(admin_bits(&hap, "node2") & 0x01, 0x01);
+}
+
+#[test]
+fn a_balancer_that_denies_the_write_rolls_the_others_back() {
+    let backends = Backend::start_many(2);
+    let hap = Haproxy::start(&Pools::new().pool("app", &backends));
+    let other = Haproxy::start(&Pools::new().pool("app", &backends));
+    // `ro` can read but not write (`level user`).
+    let inv = nodes_section(&backends)
+        + &haproxy_section("edge", &hap.admin_socket())
+        + &haproxy_section("ro", &other.user_socket());
+    let env = Env::new(&inv);
+    let out = env.run(&["drain", "node2", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "rolled_back");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("ro:") && msg.contains("edge app/node2 back to ready"),
+        "{msg}"
+    );
+    assert_eq!(admin_bits(&hap, "node2"), 0, "edge is back as it was");
+    assert_eq!(admin_bits(&other, "node2"), 0);
+}
+
+#[test]
+fn recover_puts_back_what_a_killed_lbctl_left() {
+    let backends = Backend::start_many(3);
+    let hap = Haproxy::start(&Pools::new().pool("app", &backends));
+    let env = Env::new(&(nodes_section(&backends) + &haproxy_section("edge", &hap.admin_socket())));
+    // A long request keeps node2 busy, so the drain waits.
+    let url = format!("{}slow?ms=20000", hap.frontend_url("app"));
+    let _slow: Vec<_> = (0..3)
+        .map(|_| {
+            let u = url.clone();
+            std::thread::spawn(move || http::get(&u))
+        })
+        .collect();
+    while backends[1].in_flight() == 0 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut child = env
+        .cmd(&["drain", "node2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while admin_bits(&hap, "node2") & 0x08 == 0 {
+        assert!(Instant::now() < deadline, "lbctl never set drain");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL, mid-wait
+    child.wait().unwrap();
+    assert_eq!(admin_bits(&hap, "node2") & 0x08, 0x08, "left draining");
+
+    let v = env.json(&["recover", "--dry-run"]);
+    assert_eq!(v["recovered"][0]["member"], "node2");
+    assert_eq!(
+        admin_bits(&hap, "node2") & 0x08,
+        0x08,
+        "dry run changes nothing"
+    );
+    let v = env.json(&["recover"]);
+    assert_eq!(v["recovered"][0]["restore"], "ready");
+    assert_eq!(v["recovered"][0]["change"], "applied");
+    assert_eq!(admin_bits(&hap, "node2"), 0, "back in rotation");
+    let v = env.json(&["recover"]);
+    assert_eq!(
+        v["recovered"],
+        serde_json::json!([]),
+        "a second recover changes nothing"
+    );
+}
+
+#[test]
+fn an_unreachable_balancer_is_exit_1_naming_it_within_its_timeout() {
+    let backends = Backend::start_many(2);
+    // A port that accepts connections and never answers.
+    let dead = lb_lab::lease_port();
+    let _listener = std::net::TcpListener::bind(dead.addr()).unwrap();
+    let inv = nodes_section(&backends)
+        + &format!(
+            "[balancers.silent]\nkind = \"haproxy\"\nsocket = \"tcp://{}\"\ntimeout = \"1s\"\n",
+            dead.addr()
+        );
+    let env = Env::new(&inv);
+    let t = Instant::now();
+    let out = env.run(&["drain", "node1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("silent"), "{}", stderr(&out));
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "bounded by the timeout: {:?}",
+        t.elapsed()
+    );
+
+    let inv =
+        nodes_section(&backends) + &haproxy_section("gone", Path::new("/nonexistent/admin.sock"));
+    let out = Env::new(&inv).run(&["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("gone"), "{}", stderr(&out));
+}
+
+#[test]
+fn the_library_example_drains_and_undrains_a_real_haproxy() {
+    let backends = Backend::start_many(2);
+    let hap = Haproxy::start(&Pools::new().pool("app", &backends));
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "run",
+            "-q",
+            "-p",
+            "orchestrator",
+            "--example",
+            "drain_node",
+            "--",
+        ])
+        .arg(hap.admin_socket())
+        .args(["node2", &backends[1].addr().to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("edge app node2: maint") && text.contains("node2: Undrained"),
+        "{text}"
+    );
+    assert_eq!(admin_bits(&hap, "node2"), 0);
+}
