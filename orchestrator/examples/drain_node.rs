@@ -35,9 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("drained {node} in {} ms; upgrade it now", drained.waited_ms);
 
-    let back = fleet
-        .undrain(&[node.clone()], &UndrainOptions::default())
-        .await?;
+    let back = fleet.undrain(&[&node], &UndrainOptions::default()).await?;
     println!("{node}: {:?}", back.nodes[0].result);
     Ok(())
 }

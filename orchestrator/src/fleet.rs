@@ -427,7 +427,9 @@ impl Fleet {
     ///
     /// [`Error::UnknownNode`]; [`Error::Balancer`] when a balancer cannot be
     /// read.
-    pub async fn status(&self, names: &[String]) -> Result<StatusReport> {
+    pub async fn status<S: AsRef<str>>(&self, names: &[S]) -> Result<StatusReport> {
+        let names: Vec<String> = names.iter().map(|n| n.as_ref().to_owned()).collect();
+        let names = &names[..];
         let nodes: Vec<&Node> = if names.is_empty() {
             self.nodes.values().collect()
         } else {
@@ -769,7 +771,13 @@ impl Fleet {
     /// [`Error::Guard`] (exit 4, nothing changed), [`Error::RolledBack`]
     /// (exit 5), [`Error::Timeout`] (exit 3, the members stay draining),
     /// [`Error::Balancer`] (exit 1).
-    pub async fn drain(&self, names: &[String], opts: &DrainOptions) -> Result<ChangeReport> {
+    pub async fn drain<S: AsRef<str>>(
+        &self,
+        names: &[S],
+        opts: &DrainOptions,
+    ) -> Result<ChangeReport> {
+        let names: Vec<String> = names.iter().map(|n| n.as_ref().to_owned()).collect();
+        let names = &names[..];
         let nodes = self.nodes_named(names)?;
         let mut warnings = Vec::new();
         let lock = if opts.dry_run {
@@ -903,7 +911,13 @@ impl Fleet {
     /// # Errors
     ///
     /// As [`drain`](Self::drain), without the guard.
-    pub async fn undrain(&self, names: &[String], opts: &UndrainOptions) -> Result<ChangeReport> {
+    pub async fn undrain<S: AsRef<str>>(
+        &self,
+        names: &[S],
+        opts: &UndrainOptions,
+    ) -> Result<ChangeReport> {
+        let names: Vec<String> = names.iter().map(|n| n.as_ref().to_owned()).collect();
+        let names = &names[..];
         let nodes = self.nodes_named(names)?;
         let lock = if opts.dry_run {
             None

@@ -205,7 +205,7 @@ async fn draining_two_nodes_at_once_is_guarded_as_one() {
     );
     let f = fleet(std::slice::from_ref(&edge), dir.path());
     let e = f
-        .drain(&["node1".into(), "node2".into()], &DrainOptions::default())
+        .drain(&["node1", "node2"], &DrainOptions::default())
         .await
         .unwrap_err();
     assert_eq!(e.exit_code(), ExitCode::Guard);
