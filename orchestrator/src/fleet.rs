@@ -518,6 +518,9 @@ impl Fleet {
                 None => None,
             });
         }
+        if let Some(run) = run {
+            run.sync()?;
+        }
         let results = join_all(targets.iter().map(|t| {
             let b = &self.balancers[t.bal];
             let r = t.r();
@@ -558,6 +561,7 @@ impl Fleet {
                     now.as_str(),
                     before.as_str(),
                 )
+                .and_then(|_| r.sync())
             }) {
                 Some(Err(e)) => Err(lb_core::Error::unavailable(&b.name, e.to_string())),
                 _ => b.lb.set_state(&t.r(), *before).await,
@@ -1001,6 +1005,46 @@ impl Fleet {
         })
     }
 
+    /// Puts one leftover back, journaled. The intent records the value
+    /// being restored as both `from` and `to`, so an interrupted recover
+    /// is itself recovered harmlessly.
+    async fn restore(
+        &self,
+        run: Option<&Run<'_>>,
+        l: &crate::journal::Leftover,
+        b: &FleetBalancer,
+        r: &MemberRef,
+    ) -> Result<lb_core::Result<Change>> {
+        let seq = match run {
+            Some(run) => {
+                let seq = run.intent(&l.node, &b.name, r, &l.what, &l.restore, &l.restore)?;
+                run.sync()?;
+                Some(seq)
+            }
+            None => None,
+        };
+        let res = match l.what.as_str() {
+            "weight" => match l.restore.parse::<u32>() {
+                Ok(w) => b.lb.set_weight(r, w).await,
+                Err(_) => Err(lb_core::Error::protocol(
+                    &b.name,
+                    format!(
+                        "the journal's weight {:?} for {r} is not a number",
+                        l.restore
+                    ),
+                )),
+            },
+            _ => match l.restore.parse::<AdminState>() {
+                Ok(s) => b.lb.set_state(r, s).await,
+                Err(e) => Err(e.for_balancer(&b.name)),
+            },
+        };
+        if let (Some(run), Some(seq)) = (run, seq) {
+            run.done(seq, &res)?;
+        }
+        Ok(res)
+    }
+
     fn involved(&self, targets: &[Target]) -> Vec<&FleetBalancer> {
         let idx: BTreeSet<usize> = targets.iter().map(|t| t.bal).collect();
         idx.into_iter().map(|i| &self.balancers[i]).collect()
@@ -1043,43 +1087,7 @@ impl Fleet {
             let change = if dry_run {
                 MemberChange::Applied
             } else {
-                let res = match l.what.as_str() {
-                    "weight" => match l.restore.parse::<u32>() {
-                        Ok(w) => {
-                            let seq = run
-                                .as_ref()
-                                .map(|run| {
-                                    run.intent(&l.node, &b.name, &r, "weight", "?", &l.restore)
-                                })
-                                .transpose()?;
-                            let res = b.lb.set_weight(&r, w).await;
-                            if let (Some(run), Some(seq)) = (&run, seq) {
-                                run.done(seq, &res)?;
-                            }
-                            res
-                        }
-                        Err(_) => Err(lb_core::Error::protocol(
-                            &b.name,
-                            format!("journal weight {:?} is not a number", l.restore),
-                        )),
-                    },
-                    _ => match l.restore.parse::<AdminState>() {
-                        Ok(s) => {
-                            let seq = run
-                                .as_ref()
-                                .map(|run| {
-                                    run.intent(&l.node, &b.name, &r, "state", "?", s.as_str())
-                                })
-                                .transpose()?;
-                            let res = b.lb.set_state(&r, s).await;
-                            if let (Some(run), Some(seq)) = (&run, seq) {
-                                run.done(seq, &res)?;
-                            }
-                            res
-                        }
-                        Err(e) => Err(e.for_balancer(&b.name)),
-                    },
-                };
+                let res = self.restore(run.as_ref(), l, b, &r).await?;
                 match res {
                     Ok(Change::Applied) => MemberChange::Applied,
                     Ok(Change::AlreadyInState) => MemberChange::Unchanged,

@@ -143,12 +143,13 @@ impl Journal {
         self.dir.join("journal.jsonl")
     }
 
-    /// Appends one record and syncs it to disk.
+    /// Appends one record; with `sync`, syncs it (and every record before
+    /// it) to disk before returning.
     ///
     /// # Errors
     ///
     /// [`Error::State`].
-    pub fn append(&self, run: &str, event: Event) -> Result<()> {
+    pub fn append(&self, run: &str, event: Event, sync: bool) -> Result<()> {
         let rec = Record {
             ts: now_rfc3339(),
             run: run.into(),
@@ -158,7 +159,7 @@ impl Journal {
         line.push('\n');
         let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
         f.write_all(line.as_bytes())
-            .and_then(|()| f.sync_data())
+            .and_then(|()| if sync { f.sync_data() } else { Ok(()) })
             .map_err(|e| {
                 Error::State(format!(
                     "cannot write journal {}: {e}",
@@ -269,6 +270,7 @@ impl<'a> Run<'a> {
                     .unwrap_or_else(|_| format!("uid {}", nix_uid())),
                 command: command.into(),
             },
+            false,
         )?;
         Ok(Run {
             journal,
@@ -283,6 +285,7 @@ impl<'a> Run<'a> {
     }
 
     /// Records an intent; returns its number for [`done`](Self::done).
+    /// Call [`sync`](Self::sync) before making the change.
     ///
     /// # Errors
     ///
@@ -310,6 +313,7 @@ impl<'a> Run<'a> {
                 from: from.into(),
                 to: to.into(),
             },
+            false,
         )?;
         Ok(seq)
     }
@@ -336,6 +340,7 @@ impl<'a> Run<'a> {
                 result: result.into(),
                 error,
             },
+            false,
         )
     }
 
@@ -351,7 +356,26 @@ impl<'a> Run<'a> {
                 status: status.into(),
                 recovered: recovered.map(str::to_owned),
             },
+            true,
         )
+    }
+
+    /// Syncs every record written so far to disk: the intents of a batch
+    /// are durable before any of their changes is made. (`done` records
+    /// are not synced one by one: a lost `done` only makes `recover` put a
+    /// member back to a state it may already have.)
+    ///
+    /// # Errors
+    ///
+    /// [`Error::State`].
+    pub fn sync(&self) -> Result<()> {
+        let f = self.journal.file.lock().unwrap_or_else(|p| p.into_inner());
+        f.sync_data().map_err(|e| {
+            Error::State(format!(
+                "cannot sync journal {}: {e}",
+                self.journal.path().display()
+            ))
+        })
     }
 }
 
