@@ -84,6 +84,30 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         recovered: Option<String>,
     },
+    /// A rolling upgrade: the plan it runs, and the run it resumes.
+    Rolling {
+        /// The plan (its canonical path).
+        plan: String,
+        /// The earlier run of the same plan this one continues.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resumes: Option<String>,
+    },
+    /// One step of a rolling upgrade began or ended.
+    Step {
+        /// The group (empty for the plan's own steps).
+        group: String,
+        /// The node (empty for group and plan steps).
+        node: String,
+        /// `drain`, `before`, `upgrade`, `first_node`, `after`, `gate`,
+        /// `undrain`, `after_group`, `finally`, `zdu_start`, `zdu_approve`,
+        /// `zdu_cancel`.
+        step: String,
+        /// `started`, `ok`, `failed` or `interrupted`.
+        status: String,
+        /// Why it failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
 }
 
 /// The state directory: `journal.jsonl` and `lock`.
@@ -195,7 +219,17 @@ impl Journal {
     ///
     /// [`Error::State`] saying who holds it, when the wait runs out.
     pub async fn lock(&self, timeout: Duration) -> Result<LockGuard> {
-        let path = self.dir.join("lock");
+        self.lock_file("lock", "another lbctl", timeout).await
+    }
+
+    /// Takes the advisory lock on the file `name` of the state directory
+    /// (`who` says in messages what holds it), waiting up to `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::State`] saying who holds it, when the wait runs out.
+    pub async fn lock_file(&self, name: &str, who: &str, timeout: Duration) -> Result<LockGuard> {
+        let path = self.dir.join(name);
         let f = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -220,7 +254,7 @@ impl Journal {
             if tokio::time::Instant::now() >= deadline {
                 let holder = fs::read_to_string(&path).unwrap_or_default();
                 return Err(Error::State(format!(
-                    "another lbctl (pid {}) holds the lock {} and did not release it within {}; \
+                    "{who} (pid {}) holds the lock {} and did not release it within {}; \
                      try again later or raise --lock-timeout",
                     holder.trim(),
                     path.display(),
@@ -379,7 +413,12 @@ impl<'a> Run<'a> {
     }
 }
 
-fn hostname() -> String {
+/// Whether `pid` (another process than this one) runs on this machine.
+pub(crate) fn process_alive(pid: u32) -> bool {
+    pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()
+}
+
+pub(crate) fn hostname() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
@@ -438,9 +477,7 @@ pub fn leftovers(records: &[Record]) -> (Vec<Leftover>, Vec<String>) {
             Event::Start {
                 pid, host, command, ..
             } => {
-                let alive = *host == me
-                    && *pid != std::process::id()
-                    && Path::new(&format!("/proc/{pid}")).exists();
+                let alive = *host == me && process_alive(*pid);
                 order.push(&r.run);
                 runs.insert(
                     &r.run,
@@ -480,7 +517,7 @@ pub fn leftovers(records: &[Record]) -> (Vec<Leftover>, Vec<String>) {
                     run.ended = true;
                 }
             }
-            Event::Done { .. } => {}
+            Event::Done { .. } | Event::Rolling { .. } | Event::Step { .. } => {}
         }
     }
     let mut out = Vec::new();

@@ -4,10 +4,15 @@ mod drivers;
 mod duration;
 mod error;
 mod fleet;
+mod gate;
+mod hooks;
 pub mod inventory;
 pub mod journal;
+pub mod plan;
 pub mod report;
+pub mod rolling;
 mod wait;
+mod zdu;
 
 use std::path::Path;
 
@@ -16,7 +21,10 @@ pub use error::{Error, ExitCode, Result};
 pub use fleet::{
     DrainOptions, Fleet, FleetBalancer, FleetBuilder, Node, Progress, Settings, UndrainOptions,
 };
+pub use gate::GateReport;
 pub use inventory::Inventory;
+pub use plan::Plan;
+pub use rolling::{Rolling, RollingOptions, RollingProgress, RollingReport, StopHandle};
 pub use wait::{WaitError, WaitOptions, await_condition};
 
 impl Fleet {

@@ -1,0 +1,264 @@
+//! Health gates: what a node must pass before it returns to rotation,
+//! checked with the one wait helper ([`await_condition`]).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+use crate::hooks::{self, HookLog, Vars};
+use crate::plan::{Gate, GateCheck};
+use crate::wait::{WaitError, WaitOptions, await_condition};
+use crate::zdu::Zdu;
+
+/// What a gate found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GateReport {
+    /// `http`, `tcp`, `command` or `zdu`.
+    pub kind: String,
+    /// What it checked (the URL, address, command or ZDU node id).
+    pub target: String,
+    /// Whether it passed.
+    pub passed: bool,
+    /// How many times it looked.
+    pub attempts: u32,
+    /// What the last look found (`status 200`, `connection refused`,
+    /// `STARTING`, `exit 1`…).
+    pub last: String,
+}
+
+/// One look.
+#[derive(Debug, Clone)]
+struct Look {
+    passed: bool,
+    detail: String,
+}
+
+pub(crate) struct Ctx<'a> {
+    pub http: &'a reqwest::Client,
+    pub zdu: Option<&'a Zdu>,
+    pub log: &'a Arc<HookLog>,
+    pub cwd: &'a Path,
+}
+
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s = format!("{s}: {inner}");
+        src = inner.source();
+    }
+    s
+}
+
+async fn look_http(
+    client: &reqwest::Client,
+    url: &str,
+    expect: u16,
+    body: Option<&str>,
+    per_try: Duration,
+) -> Look {
+    match client.get(url).timeout(per_try).send().await {
+        Err(e) => Look {
+            passed: false,
+            detail: describe_reqwest(&e),
+        },
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let text = r.text().await.unwrap_or_default();
+            let body_ok = body.is_none_or(|b| text.contains(b));
+            Look {
+                passed: status == expect && body_ok,
+                detail: if status != expect {
+                    format!("status {status} (expected {expect})")
+                } else if !body_ok {
+                    format!(
+                        "status {status} but the body lacks {:?}: {:?}",
+                        body.unwrap_or_default(),
+                        text.chars().take(120).collect::<String>()
+                    )
+                } else {
+                    format!("status {status}")
+                },
+            }
+        }
+    }
+}
+
+async fn look_tcp(address: &str, per_try: Duration) -> Look {
+    match tokio::time::timeout(per_try, tokio::net::TcpStream::connect(address)).await {
+        Ok(Ok(_)) => Look {
+            passed: true,
+            detail: "connected".into(),
+        },
+        Ok(Err(e)) => Look {
+            passed: false,
+            detail: e.to_string(),
+        },
+        Err(_) => Look {
+            passed: false,
+            detail: format!(
+                "no answer within {}",
+                crate::duration::format_duration(per_try)
+            ),
+        },
+    }
+}
+
+/// Checks `gate` for the node `vars` describes, until it passes, its time
+/// runs out, or `stop` turns true.
+///
+/// Returns the report, and the error that failed the gate.
+pub(crate) async fn check(
+    gate: &Gate,
+    vars: &Vars,
+    cx: &Ctx<'_>,
+    stop: &mut watch::Receiver<bool>,
+) -> (GateReport, Option<Error>) {
+    let (kind, target) = match &gate.check {
+        GateCheck::Http { url, .. } => ("http", vars.substitute(url)),
+        GateCheck::Tcp { address } => ("tcp", vars.substitute(address)),
+        GateCheck::Command { command } => ("command", vars.substitute(command)),
+        GateCheck::Zdu => (
+            "zdu",
+            cx.zdu
+                .map_or(String::new(), |z| vars.substitute(z.node_id_template())),
+        ),
+    };
+    let per_try = gate.timeout.min(Duration::from_secs(10));
+    let mut attempts = 0u32;
+    let mut last = String::from("not checked");
+    let opts = WaitOptions {
+        timeout: gate.timeout,
+        poll: gate.interval,
+    };
+    let stop_src = stop.clone();
+    let waited = {
+        let fetch = || {
+            attempts += 1;
+            let target = target.clone();
+            let mut cmd_stop = stop_src.clone();
+            async move {
+                let look = match &gate.check {
+                    GateCheck::Http {
+                        expect_status,
+                        body,
+                        ..
+                    } => {
+                        look_http(cx.http, &target, *expect_status, body.as_deref(), per_try).await
+                    }
+                    GateCheck::Tcp { .. } => look_tcp(&target, per_try).await,
+                    GateCheck::Command { command } => {
+                        let mut v = vars.clone();
+                        v.step = "gate".into();
+                        match hooks::run(command, &v, per_try, cx.cwd, cx.log, &mut cmd_stop).await
+                        {
+                            Ok(o) => Look {
+                                passed: o.ok(),
+                                detail: o.describe(per_try),
+                            },
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    GateCheck::Zdu => {
+                        let Some(z) = cx.zdu else {
+                            return Err(Error::Config("a zdu gate needs a [zdu] section".into()));
+                        };
+                        match z.node(&target).await {
+                            Ok(n) if n.state == "ERROR" => {
+                                return Err(Error::Failed(format!(
+                                    "ZDU node {target} is in ERROR"
+                                )));
+                            }
+                            Ok(n) => Look {
+                                passed: n.state == "ACTIVE",
+                                detail: n.state,
+                            },
+                            Err(e) => Look {
+                                passed: false,
+                                detail: e.to_string(),
+                            },
+                        }
+                    }
+                };
+                Ok::<Look, Error>(look)
+            }
+        };
+        let wait = await_condition(
+            opts,
+            fetch,
+            |l: &Look| l.passed,
+            |_| false,
+            |l: &Look| {
+                last = l.detail.clone();
+            },
+        );
+        tokio::select! {
+            r = wait => Some(r),
+            _ = stop.wait_for(|s| *s) => None,
+        }
+    };
+    let mut report = GateReport {
+        kind: kind.into(),
+        target: target.clone(),
+        passed: false,
+        attempts,
+        last,
+    };
+    let err = match waited {
+        Some(Ok(_)) => {
+            report.passed = true;
+            None
+        }
+        Some(Err(WaitError::TimedOut(_))) => Some(Error::Timeout(format!(
+            "the {kind} gate on {target} did not pass within {} ({} attempts); last: {}",
+            crate::duration::format_duration(gate.timeout),
+            report.attempts,
+            report.last
+        ))),
+        Some(Err(WaitError::Failed(e))) => {
+            report.last = e.to_string();
+            Some(e)
+        }
+        None => Some(Error::Failed("stopped (lbctl was interrupted)".into())),
+    };
+    (report, err)
+}
+
+/// A gate's report for a plan that was only printed.
+pub(crate) fn planned(gate: &Gate, vars: &Vars, zdu_node_id: Option<&str>) -> GateReport {
+    let (kind, target) = match &gate.check {
+        GateCheck::Http {
+            url,
+            expect_status,
+            body,
+        } => (
+            "http",
+            format!(
+                "{} -> {expect_status}{}",
+                vars.substitute(url),
+                body.as_ref()
+                    .map_or(String::new(), |b| format!(" with {b:?}"))
+            ),
+        ),
+        GateCheck::Tcp { address } => ("tcp", vars.substitute(address)),
+        GateCheck::Command { command } => ("command", vars.substitute(command)),
+        GateCheck::Zdu => ("zdu", vars.substitute(zdu_node_id.unwrap_or("{node}"))),
+    };
+    GateReport {
+        kind: kind.into(),
+        target,
+        passed: false,
+        attempts: 0,
+        last: String::new(),
+    }
+}
+
+pub(crate) fn http_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .build()
+        .map_err(|e| Error::Config(format!("cannot build an HTTP client: {e}")))
+}
