@@ -436,14 +436,15 @@ struct PastRun {
     stopped_at: Option<String>,
 }
 
-fn history(
-    records: &[Record],
-    plan: &str,
-) -> (
-    Option<PastRun>,
-    BTreeMap<String, Option<String>>,
-    BTreeMap<String, Vec<(Key, String)>>,
-) {
+/// The earlier runs of a plan: the last one, which run each resumed, and
+/// each run's step records `((group, node, step), status)`.
+struct Past {
+    last: Option<PastRun>,
+    resumes: BTreeMap<String, Option<String>>,
+    steps: BTreeMap<String, Vec<(Key, String)>>,
+}
+
+fn history(records: &[Record], plan: &str) -> Past {
     let mut runs: Vec<String> = Vec::new();
     let mut resumes: BTreeMap<String, Option<String>> = BTreeMap::new();
     let mut ended: BTreeMap<String, String> = BTreeMap::new();
@@ -499,7 +500,11 @@ fn history(
             stopped_at,
         }
     });
-    (last, resumes, steps)
+    Past {
+        last,
+        resumes,
+        steps,
+    }
 }
 
 impl<'a> Rolling<'a> {
@@ -673,7 +678,11 @@ impl<'a> Rolling<'a> {
         let mut hist = History::default();
         let mut resumes = None;
         if let Some(j) = journal {
-            let (last, chain_of, steps) = history(&j.records()?, &plan_id);
+            let Past {
+                last,
+                resumes: chain_of,
+                steps,
+            } = history(&j.records()?, &plan_id);
             if self.opts.resume {
                 let Some(last) = last.clone() else {
                     return Err(Error::Usage(format!(

@@ -137,7 +137,8 @@ impl Backend {
                     .enable_all()
                     .build()
                     .expect("backend runtime");
-                rt.block_on(serve(id, addr, hits, in_flight, stop_rx, ready_tx));
+                let app = Arc::new(AppMode::default());
+                rt.block_on(serve(id, addr, hits, in_flight, app, stop_rx, ready_tx));
             })
             .expect("spawn backend thread");
         match ready_rx.recv() {
@@ -158,11 +159,32 @@ impl Drop for Backend {
     }
 }
 
-async fn serve(
+/// How a backend run as an application node (the `lab-app` binary)
+/// differs from the in-process [`Backend`]: it reports a version, and for
+/// a while after it starts it is "starting" (`/health` and
+/// `/-/readiness` answer 503, `/status` says `STARTING`), as real
+/// applications are.
+#[derive(Debug, Default)]
+pub(crate) struct AppMode {
+    /// `X-Version` on every answer; `None`: a plain lab backend.
+    pub version: Option<String>,
+    /// Until when it is starting.
+    pub starting_until: Option<std::time::Instant>,
+}
+
+impl AppMode {
+    fn starting(&self) -> bool {
+        self.starting_until
+            .is_some_and(|t| std::time::Instant::now() < t)
+    }
+}
+
+pub(crate) async fn serve(
     id: String,
     addr: SocketAddr,
     hits: Arc<AtomicU64>,
     in_flight: Arc<AtomicU64>,
+    app: Arc<AppMode>,
     mut stop: oneshot::Receiver<Duration>,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
@@ -190,8 +212,9 @@ async fn serve(
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let (id, hits, in_flight) = (id.clone(), hits.clone(), in_flight.clone());
+                let app = app.clone();
                 let svc = service_fn(move |req| {
-                    handle(req, id.clone(), hits.clone(), in_flight.clone())
+                    handle(req, id.clone(), hits.clone(), in_flight.clone(), app.clone())
                 });
                 let conn = http1::Builder::new()
                     .keep_alive(true)
@@ -215,6 +238,7 @@ async fn handle(
     id: Arc<str>,
     hits: Arc<AtomicU64>,
     in_flight: Arc<AtomicU64>,
+    app: Arc<AppMode>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     hits.fetch_add(1, Ordering::SeqCst);
     in_flight.fetch_add(1, Ordering::SeqCst);
@@ -226,6 +250,30 @@ async fn handle(
     }
     let _done = Done(in_flight);
     let path = req.uri().path();
+    if let Some(version) = &app.version {
+        let starting = app.starting();
+        let (status, body) = match path {
+            "/status" => (
+                200,
+                format!(
+                    "{{\"state\":\"{}\"}}",
+                    if starting { "STARTING" } else { "RUNNING" }
+                ),
+            ),
+            "/health" | "/-/readiness" if starting => (503, "{\"status\":\"starting\"}".into()),
+            "/-/readiness" => (200, "{\"status\":\"ok\"}".into()),
+            _ => (0, String::new()),
+        };
+        if status != 0 {
+            return Ok(Response::builder()
+                .status(status)
+                .header("X-Backend", &*id)
+                .header("X-Version", version.as_str())
+                .header("Content-Type", "application/json")
+                .body(Full::new(Bytes::from(body)))
+                .expect("static response"));
+        }
+    }
     let body = if path == "/health" {
         "ok\n".to_string()
     } else {
@@ -242,9 +290,13 @@ async fn handle(
         }
         format!("{id}\n")
     };
-    Ok(Response::builder()
+    let mut resp = Response::builder()
         .header("X-Backend", &*id)
-        .header("Content-Type", "text/plain")
+        .header("Content-Type", "text/plain");
+    if let Some(v) = &app.version {
+        resp = resp.header("X-Version", v.as_str());
+    }
+    Ok(resp
         .body(Full::new(Bytes::from(body)))
         .expect("static response"))
 }

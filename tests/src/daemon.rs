@@ -32,6 +32,53 @@ pub fn find_binary(name: &str, package: &str) -> PathBuf {
     )
 }
 
+/// The path of one of the lab's own binaries (`lab-app`, `lbctl-lab`),
+/// next to the running program in the target directory. It is built
+/// first (`cargo build -p lb-lab --bin NAME`, in the same profile) when
+/// it is missing or older than the running program, so tests of other
+/// packages can use it.
+///
+/// # Panics
+///
+/// When the build fails.
+pub fn lab_binary(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let exe = std::env::current_exe().expect("the running program's path");
+    let mut dir = exe.parent().expect("a directory").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    let modified = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    let stale = match (modified(&path), modified(&exe)) {
+        (Some(bin), Some(me)) => bin < me,
+        _ => true,
+    };
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if stale && !built.iter().any(|b| b == name) {
+        let mut c = Command::new(env!("CARGO"));
+        c.args(["build", "-q", "--manifest-path"])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .args(["-p", "lb-lab", "--bin", name]);
+        if dir.ends_with("release") {
+            c.arg("--release");
+        }
+        if let Some(target) = dir.parent() {
+            c.env("CARGO_TARGET_DIR", target);
+        }
+        let out = c
+            .output()
+            .unwrap_or_else(|e| panic!("lb-lab: cannot run cargo to build {name}: {e}"));
+        assert!(
+            out.status.success() && path.exists(),
+            "lb-lab: building {name} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        built.push(name.to_string());
+    }
+    path
+}
+
 /// Whether something accepts TCP connections on `127.0.0.1:port`.
 pub fn port_is_open(port: u16) -> bool {
     TcpStream::connect_timeout(

@@ -1,18 +1,24 @@
 #![doc = include_str!("../README.md")]
 
 mod apache;
+pub mod app;
 mod backend;
 mod daemon;
 mod haproxy;
 pub mod http;
+pub mod load;
 mod nginx;
 mod pools;
 mod ports;
+pub mod zdu;
 
 pub use apache::{Apache, ApacheOptions};
+pub use app::AppNodes;
 pub use backend::Backend;
-pub use daemon::{Daemon, find_binary, pids_in_group, port_is_open};
+pub use daemon::{Daemon, find_binary, lab_binary, pids_in_group, port_is_open};
 pub use haproxy::{Haproxy, HaproxyOptions};
+pub use load::{Load, LoadOptions, LoadReport};
 pub use nginx::{Nginx, NginxOptions};
 pub use pools::{MemberSpec, PoolSpec, Pools};
 pub use ports::{PortLease, lease_port};
+pub use zdu::FakeZdu;

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
-use orchestrator::{DrainOptions, Error, Fleet, Inventory, UndrainOptions, parse_duration};
+use orchestrator::{
+    DrainOptions, Error, Fleet, Inventory, Plan, Progress, Rolling, RollingOptions, UndrainOptions,
+    parse_duration,
+};
 
 use crate::render::{self, Output};
 
@@ -105,6 +108,25 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Upgrade a cluster node by node from a plan: drain, hooks, health
+    /// gate, undrain. Stops at the first failure, leaving that node out of
+    /// rotation; --resume continues there
+    Rolling {
+        /// The plan (groups, hooks, gates; see the README)
+        #[arg(long, value_name = "FILE")]
+        plan: PathBuf,
+        /// Continue the last run of this plan at the step where it stopped
+        #[arg(long, conflicts_with = "restart")]
+        resume: bool,
+        /// Start from the beginning although the last run of this plan
+        /// stopped half way
+        #[arg(long)]
+        restart: bool,
+        /// Print the whole ordered plan (every node, step and hook
+        /// command); change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Put back what an interrupted lbctl left out of rotation (from the
     /// journal)
     Recover {
@@ -117,6 +139,20 @@ enum Command {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
     },
+}
+
+/// The command line that continues this run: the same arguments, with
+/// `--resume` instead of `--restart` or `--dry-run`.
+fn resume_hint() -> String {
+    let mut words: Vec<String> = std::iter::once("lbctl".to_string())
+        .chain(
+            std::env::args()
+                .skip(1)
+                .filter(|a| a != "--restart" && a != "--dry-run" && a != "--resume"),
+        )
+        .collect();
+    words.push("--resume".into());
+    words.join(" ")
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -164,6 +200,12 @@ fn init_logging(args: &Args) {
 }
 
 fn fleet(args: &Args, out: &Output) -> Result<Fleet, Error> {
+    let progress = (!out.quiet && !out.json && std::io::stderr().is_terminal())
+        .then(|| Arc::new(render::ProgressLine::new()) as Arc<dyn Progress>);
+    fleet_with(args, progress)
+}
+
+fn fleet_with(args: &Args, progress: Option<Arc<dyn Progress>>) -> Result<Fleet, Error> {
     let path = args
         .config
         .clone()
@@ -182,8 +224,8 @@ fn fleet(args: &Args, out: &Output) -> Result<Fleet, Error> {
     if let Some(t) = args.lock_timeout {
         b = b.lock_timeout(t);
     }
-    if !out.quiet && !out.json && std::io::stderr().is_terminal() {
-        b = b.progress(Arc::new(render::ProgressLine::new()));
+    if let Some(p) = progress {
+        b = b.progress(p);
     }
     b.build()
 }
@@ -236,6 +278,62 @@ async fn run(args: Args, out: Output) -> Result<(), Error> {
             };
             let report = fleet(&args, &out)?.undrain(nodes, &opts).await?;
             render::change(&out, &report);
+            Ok(())
+        }
+        Command::Rolling {
+            plan,
+            resume,
+            restart,
+            dry_run,
+        } => {
+            let plan = Plan::load(plan)?;
+            let display = (!out.quiet && !out.json)
+                .then(|| Arc::new(render::RollingDisplay::new(std::io::stderr().is_terminal())));
+            let fleet = fleet_with(
+                &args,
+                display
+                    .clone()
+                    .filter(|d| d.live())
+                    .map(|d| d as Arc<dyn Progress>),
+            )?;
+            let opts = RollingOptions {
+                resume: *resume,
+                restart: *restart,
+                dry_run: *dry_run,
+                hook_log: None,
+                resume_hint: Some(resume_hint()),
+            };
+            let mut rolling = Rolling::new(&fleet, &plan).options(opts);
+            if let Some(d) = &display {
+                rolling = rolling.progress(d.clone());
+            }
+            let stop = rolling.stop_handle();
+            let quiet = out.quiet;
+            let signals = tokio::spawn(async move {
+                let Ok(mut term) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                if !quiet {
+                    eprintln!(
+                        "lbctl: stopping: nothing new begins, the running hook is stopped, \
+                         the current node stays out of rotation"
+                    );
+                }
+                stop.stop();
+            });
+            let res = rolling.run().await;
+            signals.abort();
+            if let Some(d) = &display {
+                d.done();
+            }
+            let report = res?;
+            render::rolling(&out, &report);
             Ok(())
         }
         Command::Recover { dry_run } => {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use orchestrator::Error;
 use orchestrator::report::{ChangeReport, MemberChange, MemberStatus, RecoverReport, StatusReport};
+use orchestrator::rolling::{ProgressEvent, RollingReport, RunResult, StepReport, StepResult};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy)]
@@ -166,7 +167,16 @@ pub fn recover(out: &Output, r: &RecoverReport) {
 
 pub fn error(out: &Output, e: &Error) {
     if out.json {
-        json(&serde_json::json!({"error": {"kind": e.kind(), "message": e.to_string()}}));
+        let err = serde_json::json!({"kind": e.kind(), "message": e.to_string()});
+        match e {
+            // A rolling run's report says where it stopped: it is the document.
+            Error::Rolling(r) => {
+                let mut v = serde_json::to_value(r).expect("reports serialize");
+                v["error"] = err;
+                json(&v);
+            }
+            _ => json(&serde_json::json!({ "error": err })),
+        }
     }
     eprintln!("lbctl: error: {e}");
 }
@@ -218,4 +228,232 @@ impl orchestrator::Progress for ProgressLine {
             b.finish_and_clear();
         }
     }
+}
+
+fn secs(ms: u64) -> String {
+    format!("{:.1} s", ms as f64 / 1000.0)
+}
+
+/// One line for a finished step: `rails/rails2 upgrade ok (1.2 s) exit 0`.
+fn step_line(group: &str, node: &str, s: &StepReport) -> String {
+    let place = match (group.is_empty(), node.is_empty()) {
+        (true, _) => String::new(),
+        (false, true) => format!("{group} "),
+        (false, false) => format!("{group}/{node} "),
+    };
+    let result = serde_json::to_value(s.result)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    let mut line = format!("{place}{} {result}", s.step);
+    if let Some(ms) = s.ms {
+        line.push_str(&format!(" ({})", secs(ms)));
+    }
+    if let Some(w) = s.waited_ms {
+        line.push_str(&format!(", waited {w} ms"));
+    }
+    if let Some(c) = s.exit_code
+        && c != 0
+    {
+        line.push_str(&format!(", exit {c}"));
+    }
+    if let Some(g) = &s.gate {
+        line.push_str(&format!(
+            ", {} {}: {} after {} look(s)",
+            g.kind, g.target, g.last, g.attempts
+        ));
+    }
+    if s.result == StepResult::Ok
+        && let Some(m) = &s.message
+    {
+        line.push_str(&format!(": {m}"));
+    }
+    line
+}
+
+/// What `lbctl rolling` shows while it runs: a line per finished step on
+/// stdout, and on a terminal a live line on stderr (group, node, step,
+/// nodes done, elapsed, and what a wait still waits for).
+#[derive(Debug)]
+pub struct RollingDisplay {
+    bar: Option<ProgressBar>,
+    status: Mutex<String>,
+}
+
+impl RollingDisplay {
+    pub fn new(terminal: bool) -> Self {
+        let bar = terminal.then(|| {
+            let b = ProgressBar::new_spinner();
+            b.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed}] {msg}").expect("template"),
+            );
+            b.enable_steady_tick(Duration::from_millis(120));
+            b
+        });
+        RollingDisplay {
+            bar,
+            status: Mutex::new(String::new()),
+        }
+    }
+
+    /// Whether a live line is shown.
+    pub fn live(&self) -> bool {
+        self.bar.is_some()
+    }
+
+    fn say(&self, line: String) {
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => println!("{line}"),
+        }
+    }
+
+    pub fn done(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl orchestrator::RollingProgress for RollingDisplay {
+    fn step(&self, e: &ProgressEvent<'_>) {
+        match e.finished {
+            Some(s) => self.say(step_line(e.group, e.node, s)),
+            None => {
+                let place = match (e.group.is_empty(), e.node.is_empty()) {
+                    (true, _) => String::new(),
+                    (false, true) => format!("group {} · ", e.group),
+                    (false, false) => format!("group {} · node {} · ", e.group, e.node),
+                };
+                let status = format!(
+                    "{place}{} · {}/{} nodes done",
+                    e.step, e.nodes_done, e.nodes_total
+                );
+                if let Some(b) = &self.bar {
+                    b.set_message(status.clone());
+                }
+                *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
+            }
+        }
+    }
+}
+
+impl orchestrator::Progress for RollingDisplay {
+    fn waiting(&self, what: &str, pending: &[(String, Option<u64>)]) {
+        if let Some(b) = &self.bar {
+            let list: Vec<String> = pending
+                .iter()
+                .map(|(m, a)| match a {
+                    Some(a) => format!("{m}: {a} active"),
+                    None => format!("{m}: waiting"),
+                })
+                .collect();
+            let status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            b.set_message(format!("{status} · {what}: {}", list.join(", ")));
+        }
+    }
+
+    fn finished(&self) {
+        if let Some(b) = &self.bar {
+            b.set_message(
+                self.status
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
+            );
+        }
+    }
+}
+
+pub fn rolling(out: &Output, r: &RollingReport) {
+    if out.json {
+        warnings(out, &r.warnings);
+        return json(r);
+    }
+    warnings(out, &r.warnings);
+    if out.quiet {
+        return;
+    }
+    if r.result != RunResult::Planned {
+        let t = &r.timing;
+        println!(
+            "rolling upgrade done: {}/{} nodes in {} (hooks {}, waiting for connections {}, \
+             gates {}, health {}; orchestration {} = {} ms per node)",
+            r.nodes_done,
+            r.nodes_total,
+            secs(t.elapsed_ms),
+            secs(t.hooks_ms),
+            secs(t.drain_wait_ms),
+            secs(t.gate_ms),
+            secs(t.health_wait_ms),
+            secs(t.overhead_ms),
+            t.overhead_per_node_ms
+        );
+        if let Some(l) = &r.hook_log {
+            println!("hook log: {l}");
+        }
+        return;
+    }
+    println!(
+        "plan {}: {} nodes in {} groups (dry run: nothing changed)",
+        r.plan,
+        r.nodes_total,
+        r.nodes
+            .iter()
+            .map(|n| n.group.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    );
+    let planned = |s: &StepReport| {
+        let mark = match s.result {
+            StepResult::Skipped => " [done earlier, skipped]",
+            _ => "",
+        };
+        format!(
+            "{:<12}{}{mark}",
+            s.step.as_str(),
+            s.command.clone().or(s.message.clone()).unwrap_or_default()
+        )
+    };
+    let plan_steps = |pred: &dyn Fn(&StepReport) -> bool| {
+        for s in r.steps.iter().filter(|s| pred(s)) {
+            println!("  {}", planned(s));
+        }
+    };
+    plan_steps(&|s| s.group.is_none() && s.step == orchestrator::rolling::Step::ZduStart);
+    let mut group: Option<&str> = None;
+    for n in &r.nodes {
+        if group != Some(n.group.as_str()) {
+            if let Some(g) = group {
+                plan_steps(&|s| s.group.as_deref() == Some(g));
+            }
+            group = Some(&n.group);
+            println!(
+                "group {}{}",
+                n.group,
+                if n.balanced {
+                    ""
+                } else {
+                    " (not balanced: hooks and gates only)"
+                }
+            );
+        }
+        println!(
+            "  {} ({}){}",
+            n.node,
+            n.address,
+            if n.result == RunResult::Skipped {
+                " [done earlier, skipped]"
+            } else {
+                ""
+            }
+        );
+        for (i, s) in n.steps.iter().enumerate() {
+            println!("    {}. {}", i + 1, planned(s));
+        }
+    }
+    if let Some(g) = group {
+        plan_steps(&|s| s.group.as_deref() == Some(g));
+    }
+    plan_steps(&|s| s.group.is_none() && s.step != orchestrator::rolling::Step::ZduStart);
 }
