@@ -1077,6 +1077,16 @@ impl Exec<'_> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Keeps the balancers' warnings, each once.
+    fn warn(&self, w: &[String]) {
+        let mut st = self.st();
+        for w in w {
+            if !st.report.warnings.contains(w) {
+                st.report.warnings.push(w.clone());
+            }
+        }
+    }
+
     fn stopped(&self) -> bool {
         *self.stop.borrow()
     }
@@ -1575,14 +1585,11 @@ impl Exec<'_> {
         let took = t0.elapsed();
         let res = res.map(|rep| {
             self.st().drain_wait += Duration::from_millis(rep.waited_ms);
-            let mut d = Done {
+            self.warn(&rep.warnings);
+            Done {
                 waited_ms: Some(rep.waited_ms),
                 ..Done::default()
-            };
-            if !rep.warnings.is_empty() {
-                d.message = Some(rep.warnings.join("; "));
             }
-            d
         });
         self.each(g, names, Step::Drain, started, took, res)
     }
@@ -1604,6 +1611,7 @@ impl Exec<'_> {
         };
         let took = t0.elapsed();
         let res = res.map(|rep| {
+            self.warn(&rep.warnings);
             self.st().health_wait += Duration::from_millis(rep.waited_ms);
             Done {
                 waited_ms: Some(rep.waited_ms),

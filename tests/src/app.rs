@@ -16,9 +16,11 @@
 //!
 //! The `ssh` stand-in understands the remote commands of the example
 //! plans: `[sudo] [VAR=value…] gitlab-ctl stop|start|restart [service]`,
-//! `gitlab-ctl reconfigure`, `gitlab-rake …`, `apt-get install -y
-//! PACKAGE[=VERSION]`, `/etc/init.d/confluence stop|start` and
-//! `systemctl stop|start|restart SERVICE`. Anything else fails (exit 127),
+//! `gitlab-ctl reconfigure`, `gitlab-ctl status` (exit 1 when down),
+//! `gitlab-rake …`, `apt-get install -y PACKAGE[=VERSION]`,
+//! `/etc/init.d/confluence stop|start`, Confluence's installer
+//! `atlassian-confluence-VERSION-x64.bin …` and `systemctl
+//! stop|start|restart|is-active SERVICE`. Anything else fails (exit 127),
 //! so a plan cannot pass by accident.
 
 use std::fs;
@@ -359,6 +361,23 @@ fn ssh(dir: &Path, node: &str, words: &[String]) -> Result<String, String> {
                 start(dir, node)?
             }
             ["gitlab-ctl", "reconfigure"] | ["gitlab-rake", ..] => format!("{node}: {cmd}: done"),
+            ["gitlab-ctl", "status", ..] | ["systemctl", "is-active", ..] => {
+                read(dir, node, "addr")?;
+                match running_pid(dir, node) {
+                    Some(pid) => format!("run: {node}: (pid {pid})"),
+                    None => return Err(format!("down: {node}")),
+                }
+            }
+            [installer, ..] if installer.ends_with(".bin") => {
+                // atlassian-confluence-9.2.1-x64.bin -q -varfile …
+                let name = installer.rsplit('/').next().unwrap_or(installer);
+                let version = name
+                    .strip_prefix("atlassian-confluence-")
+                    .and_then(|v| v.strip_suffix(".bin"))
+                    .map(|v| v.trim_end_matches("-x64"))
+                    .ok_or_else(|| format!("lab ssh: unknown installer {name} (exit 127)"))?;
+                install(dir, node, version)?
+            }
             ["apt-get", "install", rest @ ..] | ["yum", "install", rest @ ..] => {
                 let pkg = rest
                     .iter()

@@ -166,6 +166,9 @@ pub fn recover(out: &Output, r: &RecoverReport) {
 }
 
 pub fn error(out: &Output, e: &Error) {
+    if let Error::Rolling(r) = e {
+        warnings(out, &r.warnings);
+    }
     if out.json {
         let err = serde_json::json!({"kind": e.kind(), "message": e.to_string()});
         match e {
@@ -231,7 +234,11 @@ impl orchestrator::Progress for ProgressLine {
 }
 
 fn secs(ms: u64) -> String {
-    format!("{:.1} s", ms as f64 / 1000.0)
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
 }
 
 /// One line for a finished step: `rails/rails2 upgrade ok (1.2 s) exit 0`.

@@ -1,0 +1,707 @@
+//! `lbctl rolling` end to end: real balancers from the lab, application
+//! nodes that are real processes the hooks stop and start, a load
+//! generator counting every request, and the example plans.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use lb_lab::{AppNodes, FakeZdu, Haproxy, Load, LoadOptions, LoadReport, PoolSpec, Pools, http};
+
+/// A scratch dir with an inventory, a plan and a state dir.
+struct Env {
+    dir: tempfile::TempDir,
+    path: Option<String>,
+    vars: Vec<(String, String)>,
+}
+
+impl Env {
+    fn new(inventory: &str, plan: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("lbctl.toml"), inventory).unwrap();
+        std::fs::write(dir.path().join("plan.toml"), plan).unwrap();
+        Env {
+            dir,
+            path: None,
+            vars: Vec::new(),
+        }
+    }
+
+    /// Puts `dir` first on the hooks' PATH (for the `ssh` stand-in).
+    fn with_path(mut self, dir: &Path) -> Env {
+        self.path = Some(format!(
+            "{}:{}",
+            dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        ));
+        self
+    }
+
+    fn with_var(mut self, k: &str, v: &str) -> Env {
+        self.vars.push((k.into(), v.into()));
+        self
+    }
+
+    fn plan(&self) -> PathBuf {
+        self.dir.path().join("plan.toml")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_lbctl"));
+        c.args(args)
+            .env("LBCTL_CONFIG", self.dir.path().join("lbctl.toml"))
+            .env("LBCTL_STATE_DIR", self.dir.path().join("state"))
+            .env_remove("RUST_LOG");
+        if let Some(p) = &self.path {
+            c.env("PATH", p);
+        }
+        for (k, v) in &self.vars {
+            c.env(k, v);
+        }
+        c
+    }
+
+    fn rolling(&self, extra: &[&str]) -> Output {
+        let plan = self.plan();
+        let mut args = vec!["rolling", "--plan", plan.to_str().unwrap()];
+        args.extend(extra);
+        self.cmd(&args).output().expect("run lbctl")
+    }
+
+    fn spawn_rolling(&self) -> Child {
+        let plan = self.plan();
+        self.cmd(&["rolling", "--plan", plan.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", text(&out.stdout), text(&out.stderr)))
+}
+
+fn pool(apps: &AppNodes, ids: &[&str]) -> Pools {
+    let mut p = PoolSpec::new("app");
+    for id in ids {
+        p = p.member(id, apps.addr(id));
+    }
+    Pools::new().with(p)
+}
+
+fn inventory(apps: &AppNodes, balancer: &str) -> String {
+    let mut s = String::from(
+        "[defaults]\npoll_interval = \"50ms\"\ndrain_timeout = \"30s\"\nundrain_timeout = \"20s\"\n\n",
+    );
+    s.push_str(balancer);
+    for id in apps.ids() {
+        let _ = writeln!(s, "\n[nodes.{id}]\naddress = \"{}\"", apps.addr(id));
+    }
+    s
+}
+
+fn haproxy_section(h: &Haproxy) -> String {
+    format!(
+        "[balancers.edge]\nkind = \"haproxy\"\nsocket = \"{}\"\ntimeout = \"2s\"\n",
+        h.admin_socket().display()
+    )
+}
+
+/// srv_admin_state bits of one server (1 = forced maint, 8 = drain).
+fn admin_bits(h: &Haproxy, server: &str) -> u32 {
+    h.command("show servers state app")
+        .lines()
+        .find(|l| l.split(' ').nth(3) == Some(server))
+        .and_then(|l| l.split(' ').nth(6).and_then(|b| b.parse().ok()))
+        .unwrap_or_else(|| panic!("no {server} in show servers state"))
+}
+
+/// The plan that really stops every node, installs version 2 and starts
+/// it again.
+fn upgrade_plan(apps: &AppNodes, nodes: &[&str]) -> String {
+    format!(
+        r#"[[group]]
+name = "app"
+nodes = [{}]
+
+[group.hooks]
+before = "{}"
+upgrade = "{}"
+after = "{}"
+timeout = "1m"
+
+[group.gate]
+http = "http://{{address}}/-/readiness"
+body = "ok"
+timeout = "30s"
+interval = "100ms"
+"#,
+        nodes
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
+        apps.hook("stop").replace('\'', ""),
+        apps.hook("install --version 2").replace('\'', ""),
+        apps.hook("start").replace('\'', "")
+    )
+}
+
+fn load(url: &str) -> Load {
+    let l = Load::start(
+        url,
+        LoadOptions {
+            connections: 4,
+            ..LoadOptions::default()
+        },
+    );
+    l.wait_for_ok(100);
+    l
+}
+
+/// Upgrades one node with no balancer involved, as a rolling restart
+/// without lbctl does: stop, an upgrade that takes 4 s (longer than
+/// HAProxy's retries, 3 × 1 s, can hide), start.
+fn naive_restart(apps: &AppNodes, id: &str) {
+    apps.stop(id);
+    std::thread::sleep(Duration::from_secs(4));
+    apps.start_again(id);
+}
+
+fn assert_no_failure(r: &LoadReport, what: &str) {
+    assert_eq!(r.failed, 0, "{what}: {r:#?}");
+    assert!(r.ok > 200, "{what}: the load ran: {r:?}");
+}
+
+#[test]
+fn a_rolling_upgrade_through_haproxy_under_load_loses_no_request() {
+    let apps = AppNodes::start_many(3);
+    let ids = apps.ids();
+    let hap = Haproxy::start(&pool(&apps, &ids));
+    let env = Env::new(
+        &inventory(&apps, &haproxy_section(&hap)),
+        &upgrade_plan(&apps, &ids),
+    );
+
+    let traffic = load(&hap.frontend_url("app"));
+    let out = env.rolling(&["--output", "json"]);
+    traffic.wait_for_ok(100);
+    let r = traffic.stop();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_no_failure(&r, "with lbctl");
+    assert!(
+        r.by_version.contains_key("1") && r.by_version.contains_key("2"),
+        "the load saw the old and the new version: {r:?}"
+    );
+    for id in &ids {
+        let v = http::get(&format!("http://{}/", apps.addr(id))).unwrap();
+        assert_eq!(
+            v.header("x-version"),
+            Some("2"),
+            "{id} runs the new version"
+        );
+        assert_eq!(admin_bits(&hap, id), 0, "{id} is back in rotation");
+    }
+
+    let v = json(&out);
+    assert_eq!(v["result"], "ok");
+    assert_eq!(
+        (v["nodes_done"].as_u64(), v["nodes_total"].as_u64()),
+        (Some(3), Some(3))
+    );
+    let steps: Vec<&str> = v["nodes"][1]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["drain", "before", "upgrade", "after", "gate", "undrain"]
+    );
+    for s in v["nodes"][1]["steps"].as_array().unwrap() {
+        assert_eq!(s["result"], "ok", "{s}");
+        assert!(
+            s["started"].is_string() && s["ended"].is_string() && s["ms"].is_u64(),
+            "{s}"
+        );
+    }
+    assert_eq!(v["nodes"][1]["steps"][2]["exit_code"], 0);
+    assert!(v["nodes"][1]["steps"][0]["waited_ms"].is_u64());
+    assert_eq!(v["nodes"][1]["steps"][4]["gate"]["passed"], true);
+    assert!(v["timing"]["overhead_per_node_ms"].is_u64());
+
+    // The same load through a naive rolling restart (no lbctl) does fail:
+    // the load generator sees downtime when there is some.
+    let traffic = load(&hap.frontend_url("app"));
+    naive_restart(&apps, "node2");
+    traffic.wait_for_ok(100);
+    let naive = traffic.stop();
+    assert!(
+        naive.failed > 0,
+        "a naive restart loses requests: {naive:?}"
+    );
+}
+
+#[test]
+fn a_failed_step_exits_1_naming_node_step_and_output_and_resume_finishes() {
+    let apps = AppNodes::start_many(3);
+    let ids = apps.ids();
+    let hap = Haproxy::start(&pool(&apps, &ids));
+    let flag = apps.dir().join("fixed");
+    let plan = upgrade_plan(&apps, &ids).replace(
+        "upgrade = \"",
+        &format!(
+            "upgrade = \"test {{node}} != node2 || test -e {} || {{ echo dpkg: error processing gitlab-ee >&2; exit 100; }}; ",
+            flag.display()
+        ),
+    );
+    let env = Env::new(&inventory(&apps, &haproxy_section(&hap)), &plan);
+    let traffic = load(&hap.frontend_url("app"));
+    let out = env.rolling(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("app/node2: failed at step upgrade"), "{err}");
+    assert!(err.contains("exit 100"), "{err}");
+    assert!(
+        err.contains("dpkg: error processing gitlab-ee"),
+        "the output's tail: {err}"
+    );
+    assert!(err.contains("node2 is left out of rotation"), "{err}");
+    assert!(err.contains("--resume"), "{err}");
+    assert!(
+        text(&out.stdout).contains("app/node1 undrain ok"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(admin_bits(&hap, "node2") & 1, 1, "node2 is in maint");
+    assert!(apps.pid("node2").is_none(), "its before hook stopped it");
+    assert_eq!(admin_bits(&hap, "node3"), 0, "node3 untouched");
+
+    let status: serde_json::Value = serde_json::from_slice(
+        &env.cmd(&["status", "node2", "--output", "json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(status["nodes"][0]["members"][0]["admin"], "maint");
+
+    std::fs::write(&flag, "").unwrap();
+    let out = env.rolling(&["--resume", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v = json(&out);
+    assert_eq!(v["nodes"][0]["result"], "skipped");
+    let n2: Vec<(String, String)> = v["nodes"][1]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["step"].as_str().unwrap().into(),
+                s["result"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        n2.iter()
+            .map(|(a, b)| format!("{a} {b}"))
+            .collect::<Vec<_>>(),
+        [
+            "drain ok",
+            "before skipped",
+            "upgrade ok",
+            "after ok",
+            "gate ok",
+            "undrain ok"
+        ]
+    );
+    let r = traffic.stop();
+    assert_no_failure(&r, "failure, wait, resume");
+    for id in &ids {
+        assert_eq!(admin_bits(&hap, id), 0);
+        assert_eq!(apps.installed_version(id), "2");
+    }
+}
+
+#[test]
+fn sigint_stops_the_hook_leaves_the_node_out_and_resume_finishes() {
+    let apps = AppNodes::start_many(2);
+    let ids = apps.ids();
+    let hap = Haproxy::start(&pool(&apps, &ids));
+    let pidfile = apps.dir().join("hook.pid");
+    let quick = apps.dir().join("quick");
+    let plan = upgrade_plan(&apps, &ids).replace(
+        "upgrade = \"",
+        &format!(
+            "upgrade = \"test -e {q} || {{ echo $$ > {p}; sleep 60; }}; ",
+            q = quick.display(),
+            p = pidfile.display()
+        ),
+    );
+    let env = Env::new(&inventory(&apps, &haproxy_section(&hap)), &plan);
+    let child = env.spawn_rolling();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pidfile.exists() || std::fs::read_to_string(&pidfile).unwrap().trim().is_empty() {
+        assert!(Instant::now() < deadline, "the hook never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let hook_pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("app/node1: interrupted during step upgrade"),
+        "{err}"
+    );
+    assert!(err.contains("node1 is left out of rotation"), "{err}");
+    assert!(
+        err.contains("lbctl rolling --plan") && err.contains("--resume"),
+        "{err}"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{hook_pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{hook_pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z"),
+        "the hook was stopped"
+    );
+    assert_eq!(admin_bits(&hap, "node1") & 1, 1, "node1 stays in maint");
+    assert_eq!(admin_bits(&hap, "node2"), 0);
+
+    std::fs::write(&quick, "").unwrap();
+    let out = env.rolling(&["--resume"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("rolling upgrade done: 2/2 nodes"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(admin_bits(&hap, "node1"), 0);
+}
+
+#[test]
+fn a_dry_run_prints_every_node_step_and_command_and_touches_nothing() {
+    let apps = AppNodes::start_many(2);
+    let ids = apps.ids();
+    let hap = Haproxy::start(&pool(&apps, &ids));
+    let env = Env::new(
+        &inventory(&apps, &haproxy_section(&hap)),
+        &upgrade_plan(&apps, &ids),
+    );
+    let before: Vec<u32> = ids.iter().map(|id| admin_bits(&hap, id)).collect();
+    let out = env.rolling(&["--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    assert!(
+        t.contains("2 nodes in 1 groups (dry run: nothing changed)"),
+        "{t}"
+    );
+    assert!(t.contains("    1. drain       guard, drain, wait until no connection is left, maint: edge app/node2"), "{t}");
+    assert!(
+        t.contains(&format!(
+            "    3. upgrade     {} install --dir",
+            apps.bin().display()
+        )),
+        "{t}"
+    );
+    assert!(t.contains("--id node2 --version 2"), "{t}");
+    assert!(
+        t.contains(&format!(
+            "    5. gate        http http://{}/-/readiness -> 200 with \"ok\"",
+            apps.addr("node2")
+        )),
+        "{t}"
+    );
+    let after: Vec<u32> = ids.iter().map(|id| admin_bits(&hap, id)).collect();
+    assert_eq!(after, before, "nothing changed");
+    assert!(apps.pid("node1").is_some() && apps.pid("node2").is_some());
+    let v = json(&env.rolling(&["--dry-run", "--output", "json"]));
+    assert_eq!(v["result"], "planned");
+    assert_eq!(v["nodes"][0]["steps"][0]["result"], "planned");
+}
+
+/// Every node of the GitLab example, as lab nodes.
+const GITLAB_NODES: [&str; 10] = [
+    "consul1",
+    "postgres1",
+    "pgbouncer1",
+    "redis1",
+    "gitaly1",
+    "praefect1",
+    "rails1",
+    "rails2",
+    "rails3",
+    "sidekiq1",
+];
+
+fn example(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples")
+            .join(name),
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_gitlab_example_upgrades_back_to_front_with_a_deploy_node_under_load() {
+    let apps = AppNodes::start(&GITLAB_NODES);
+    let rails = ["rails1", "rails2", "rails3"];
+    let hap = Haproxy::start(&pool(&apps, &rails));
+    let env = Env::new(
+        &inventory(&apps, &haproxy_section(&hap)),
+        &example("gitlab-plan.toml"),
+    )
+    .with_path(&apps.ssh_path());
+    let traffic = load(&hap.frontend_url("app"));
+    let out = env.rolling(&["--output", "json"]);
+    traffic.wait_for_ok(100);
+    let r = traffic.stop();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out.stderr),
+        text(&out.stdout)
+    );
+    assert_no_failure(&r, "GitLab example");
+    let v = json(&out);
+    assert_eq!(v["nodes_done"], 10);
+
+    let log = apps.ssh_log();
+    let first = |node: &str| {
+        log.iter()
+            .position(|l| l.starts_with(&format!("{node} ")))
+            .unwrap()
+    };
+    for w in GITLAB_NODES.windows(2) {
+        assert!(
+            first(w[0]) < first(w[1]),
+            "{} before {}: {log:#?}",
+            w[0],
+            w[1]
+        );
+    }
+    let deploy: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("SKIP_POST_DEPLOYMENT_MIGRATIONS=true"))
+        .collect();
+    assert_eq!(deploy.len(), 1, "{log:#?}");
+    assert!(
+        deploy[0].starts_with("rails1 "),
+        "rails1 is the deploy node: {deploy:?}"
+    );
+    assert_eq!(
+        log.last().unwrap(),
+        "rails1 sudo gitlab-rake db:migrate",
+        "post-deployment migrations once, at the very end"
+    );
+    assert_eq!(log.iter().filter(|l| l.contains("db:migrate")).count(), 1);
+    for id in GITLAB_NODES {
+        assert_eq!(apps.installed_version(id), "17.9.1-ee.0", "{id}");
+        assert!(apps.pid(id).is_some(), "{id} runs again");
+    }
+    // Unbalanced groups were never drained; rails nodes were.
+    let node = |n: &str| {
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["node"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(node("postgres1")["balanced"], false);
+    assert!(
+        node("postgres1")["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["step"] != "drain")
+    );
+    assert_eq!(node("rails2")["steps"][0]["step"], "drain");
+    assert_eq!(node("rails1")["steps"][2]["step"], "first_node");
+    assert_eq!(
+        v["steps"].as_array().unwrap().last().unwrap()["step"],
+        "finally"
+    );
+}
+
+fn confluence_env(apps: &AppNodes, hap: &Haproxy, z: &FakeZdu) -> Env {
+    let plan = example("confluence-plan.toml").replace("https://confluence.example.com", &z.url());
+    Env::new(&inventory(apps, &haproxy_section(hap)), &plan)
+        .with_path(&apps.ssh_path())
+        .with_var("CONFLUENCE_PASSWORD", "secret")
+}
+
+const CONFLUENCE: [&str; 3] = ["confluence1", "confluence2", "confluence3"];
+
+fn zdu_nodes(apps: &AppNodes) -> Vec<(&'static str, std::net::SocketAddr)> {
+    CONFLUENCE.iter().map(|n| (*n, apps.addr(n))).collect()
+}
+
+#[test]
+fn the_confluence_example_runs_the_zdu_api_from_start_to_approve_under_load() {
+    let apps = AppNodes::start_with(&CONFLUENCE, Duration::from_millis(1500));
+    // Wait until the nodes are up before the balancer checks them.
+    std::thread::sleep(Duration::from_millis(1600));
+    let hap = Haproxy::start(&pool(&apps, &CONFLUENCE));
+    let z = FakeZdu::start_with(&zdu_nodes(&apps), "1", Some(("admin", "secret")));
+    let env = confluence_env(&apps, &hap, &z);
+    let traffic = load(&hap.frontend_url("app"));
+    let out = env.rolling(&["--output", "json"]);
+    traffic.wait_for_ok(100);
+    let r = traffic.stop();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out.stderr),
+        text(&out.stdout)
+    );
+    assert_no_failure(&r, "Confluence example");
+    assert_eq!(z.state(), "STABLE");
+    assert_eq!(
+        z.version(),
+        "9.2.1",
+        "approved: the cluster runs the new version"
+    );
+    let calls: Vec<String> = z
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("POST"))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "POST /rest/zdu/cluster/zdu/start -> 200",
+            "POST /rest/zdu/cluster/zdu/approve -> 200"
+        ]
+    );
+    let v = json(&out);
+    let gate = &v["nodes"][0]["steps"][4]["gate"];
+    assert_eq!(gate["kind"], "zdu");
+    assert_eq!(gate["target"], "confluence1");
+    assert_eq!(gate["last"], "ACTIVE");
+    assert!(
+        gate["attempts"].as_u64().unwrap() >= 2,
+        "waited through STARTING: {gate}"
+    );
+    let plan_steps: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(plan_steps, ["zdu_start", "zdu_approve"]);
+}
+
+#[test]
+fn zdu_refuses_to_begin_with_a_node_in_error_and_cancels_a_run_abandoned_before_any_upgrade() {
+    let apps = AppNodes::start(&CONFLUENCE);
+    let hap = Haproxy::start(&pool(&apps, &CONFLUENCE));
+    let z = FakeZdu::start_with(&zdu_nodes(&apps), "1", Some(("admin", "secret")));
+    let env = confluence_env(&apps, &hap, &z);
+    z.set_error("confluence2", true);
+    let out = env.rolling(&[]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("node(s) in ERROR: confluence2"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        z.calls().iter().all(|c| c.starts_with("GET")),
+        "nothing posted: {:?}",
+        z.calls()
+    );
+    assert_eq!(admin_bits(&hap, "confluence1"), 0, "nothing drained");
+    z.set_error("confluence2", false);
+
+    // The first node's stop fails: no node was upgraded, so lbctl leaves
+    // upgrade mode.
+    let plan = std::fs::read_to_string(env.plan()).unwrap();
+    std::fs::write(
+        env.plan(),
+        plan.replace("confluence stop", "confluence stopp"),
+    )
+    .unwrap();
+    let out = env.rolling(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("confluence1: failed at step before"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        z.calls()
+            .contains(&"POST /rest/zdu/cluster/zdu/cancel -> 200".to_string()),
+        "{:?}",
+        z.calls()
+    );
+    assert_eq!(z.state(), "STABLE");
+}
+
+#[test]
+fn zdu_is_never_cancelled_in_mixed_and_resume_approves() {
+    let apps = AppNodes::start(&CONFLUENCE);
+    let hap = Haproxy::start(&pool(&apps, &CONFLUENCE));
+    let z = FakeZdu::start_with(&zdu_nodes(&apps), "1", Some(("admin", "secret")));
+    let env = confluence_env(&apps, &hap, &z);
+    // The second node's installer fails after the first node was upgraded.
+    let plan = std::fs::read_to_string(env.plan()).unwrap();
+    let broken = plan.replace(
+        "ssh {node} sudo /tmp/atlassian",
+        "test {node} != confluence2 && ssh {node} sudo /tmp/atlassian",
+    );
+    assert_ne!(plan, broken, "the example's upgrade hook");
+    std::fs::write(env.plan(), &broken).unwrap();
+    let out = env.rolling(&["--output", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let v = json(&out);
+    assert_eq!(v["error"]["kind"], "failed");
+    assert_eq!(v["failure"]["node"], "confluence2");
+    assert_eq!(z.state(), "MIXED");
+    assert!(
+        !z.calls().iter().any(|c| c.contains("cancel")),
+        "{:?}",
+        z.calls()
+    );
+    let cancel = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "zdu_cancel");
+    assert!(
+        cancel.is_none(),
+        "an upgrade began: no cancel step at all: {v}"
+    );
+
+    // Without --resume a new run refuses: the cluster is MIXED.
+    std::fs::write(env.plan(), &plan).unwrap();
+    let out = env.rolling(&["--restart"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("MIXED"), "{}", text(&out.stderr));
+
+    let out = env.rolling(&["--resume"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(z.state(), "STABLE");
+    assert_eq!(z.version(), "9.2.1");
+}
