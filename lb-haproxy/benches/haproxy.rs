@@ -4,7 +4,9 @@
 //!   10,000 servers (20 backends × 500), both captured from a real HAProxy.
 //! - `set_state/driver` vs `set_state/bare_unix_stream`: one `set_state`
 //!   (read, write, read back) against one bare `set server` command on a
-//!   `std::os::unix::net::UnixStream`, on the same socket, in the same run.
+//!   `std::os::unix::net::UnixStream`, on the same socket, in the same run;
+//!   and `set_state/bare_same_exchange`: the commands `set_state` sends,
+//!   written and read on a bare `UnixStream` (the protocol's own cost).
 //!
 //! Run: `cargo bench -p lb-haproxy --bench haproxy`.
 
@@ -122,7 +124,42 @@ fn set_state(c: &mut Criterion) {
             assert_eq!(answer, b"\n");
         })
     });
+    // The exchange set_state makes, bare: `prompt` and the read on one
+    // write, then the write and the read-back on a second one.
+    let mut k = 0usize;
+    let mut buf = vec![0u8; 16 * 1024];
+    g.bench_function("bare_same_exchange", |b| {
+        b.iter(|| {
+            let s = states[k % 2];
+            k += 1;
+            let mut u = UnixStream::connect(&socket).expect("connect");
+            u.write_all(b"prompt\nshow servers state app\n")
+                .expect("write");
+            let first = answers(&mut u, &mut buf, 2);
+            assert!(first.contains("node2"));
+            u.write_all(
+                format!("set server app/node2 state {s}\nshow servers state app\n").as_bytes(),
+            )
+            .expect("write");
+            let second = answers(&mut u, &mut buf, 2);
+            assert!(second.starts_with("\n> 1\n"), "{second}");
+        })
+    });
     g.finish();
+}
+
+/// Reads until `n` answers (each ending in `"\n> "`) have arrived.
+fn answers(u: &mut UnixStream, buf: &mut [u8], n: usize) -> String {
+    let mut got = Vec::new();
+    let mut seen = 0;
+    while seen < n {
+        let r = u.read(buf).expect("read");
+        assert!(r > 0, "closed early");
+        let from = got.len().saturating_sub(2);
+        got.extend_from_slice(&buf[..r]);
+        seen += got[from..].windows(3).filter(|w| *w == b"\n> ").count();
+    }
+    String::from_utf8(got).expect("UTF-8")
 }
 
 criterion_group!(benches, parse, set_state);

@@ -178,13 +178,10 @@ impl Target {
         if let Some(e) = refusal(answer, "show servers state", "") {
             return Err(e);
         }
-        parse::state_rows(answer)?
-            .into_iter()
-            .find(|r| r.pool == self.pool && r.name == self.member)
-            .ok_or_else(|| HapError::NoSuchMember {
-                pool: self.pool.clone(),
-                member: self.member.clone(),
-            })
+        parse::state_row(answer, &self.pool, &self.member)?.ok_or_else(|| HapError::NoSuchMember {
+            pool: self.pool.clone(),
+            member: self.member.clone(),
+        })
     }
 
     fn no_pool(&self) -> HapError {
