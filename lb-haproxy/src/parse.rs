@@ -15,7 +15,7 @@
 //!             app,node1,3,UP,100,2,10.0.0.1:8080,\n\
 //!             app,BACKEND,3,UP,100,1,,\n";
 //! let state = "1\n\
-//!              # be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_port\n\
+//!              ## be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_port\n\
 //!              3 app 1 node1 10.0.0.1 2 8 100 100 8080\n";
 //! let members = lb_haproxy::parse::members("edge", stat, state).unwrap();
 //! assert_eq!(members.len(), 1);
