@@ -13,7 +13,7 @@
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use lb_core::{AdminState, Balancer, Change, MemberRef};
@@ -96,6 +96,34 @@ fn set_state(c: &mut Criterion) {
     let node2 = MemberRef::new("app", "node2");
     let states = [AdminState::Drain, AdminState::Ready];
 
+    // The ratio, measured interleaved so that both sides see the same
+    // load: one driver set_state, one bare command, and so on.
+    let bare = |s: AdminState| {
+        let mut u = UnixStream::connect(&socket).expect("connect");
+        u.write_all(format!("set server app/node2 state {s}\n").as_bytes())
+            .expect("write");
+        let mut a = Vec::new();
+        u.read_to_end(&mut a).expect("read");
+        assert_eq!(a, b"\n");
+    };
+    let (mut d, mut r) = (Vec::new(), Vec::new());
+    for n in 0..4000 {
+        let s = states[n % 2];
+        let t = Instant::now();
+        let change = rt.block_on(lb.set_state(&node2, s)).expect("set_state");
+        d.push(t.elapsed());
+        assert_eq!(change, Change::Applied);
+        let t = Instant::now();
+        bare(other(s));
+        bare(s);
+        r.push(t.elapsed() / 2);
+    }
+    let (dm, rm) = (median(&mut d), median(&mut r));
+    eprintln!(
+        "set_state interleaved, 4000 rounds: driver median {dm:?}, bare median {rm:?}, ratio {:.2}",
+        dm.as_secs_f64() / rm.as_secs_f64()
+    );
+
     let mut g = c.benchmark_group("set_state");
     g.measurement_time(Duration::from_secs(8));
     let mut i = 0usize;
@@ -146,6 +174,19 @@ fn set_state(c: &mut Criterion) {
         })
     });
     g.finish();
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// The other one of drain and ready.
+fn other(s: AdminState) -> AdminState {
+    match s {
+        AdminState::Drain => AdminState::Ready,
+        _ => AdminState::Drain,
+    }
 }
 
 /// Reads until `n` answers (each ending in `"\n> "`) have arrived.
