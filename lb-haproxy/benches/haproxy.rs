@@ -1,7 +1,9 @@
 //! Benchmarks for lb-haproxy, against a lab HAProxy started here.
 //!
 //! - `parse/members_10k`: joining `show stat` and `show servers state` of
-//!   10,000 servers (20 backends × 500), both captured from a real HAProxy.
+//!   10,000 servers (20 backends × 500), both captured from a real HAProxy;
+//!   each parser alone; and, for scale, the csv crate splitting `show stat`
+//!   into fields and nothing else.
 //! - `set_state/driver` vs `set_state/bare_unix_stream`: one `set_state`
 //!   (read, write, read back) against one bare `set server` command on a
 //!   `std::os::unix::net::UnixStream`, on the same socket, in the same run;
@@ -65,6 +67,21 @@ fn parse(c: &mut Criterion) {
     });
     g.bench_function("show_servers_state_10k", |b| {
         b.iter(|| lb_haproxy::parse::show_servers_state("bench", black_box(&state)))
+    });
+    // For scale: what the csv crate alone takes to split `show stat` into
+    // fields, before any of them is looked at.
+    g.bench_function("csv_split_show_stat_10k", |b| {
+        b.iter(|| {
+            let mut rd = csv::ReaderBuilder::new()
+                .flexible(true)
+                .from_reader(black_box(stat.as_bytes()));
+            let mut rec = csv::ByteRecord::new();
+            let mut fields = 0;
+            while rd.read_byte_record(&mut rec).expect("CSV") {
+                fields += rec.len();
+            }
+            fields
+        })
     });
     g.finish();
 }
