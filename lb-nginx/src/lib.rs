@@ -1,0 +1,9 @@
+#![doc = include_str!("../README.md")]
+
+pub mod config;
+mod error;
+mod fsio;
+mod oss;
+mod procs;
+
+pub use oss::{DEFAULT_RELOAD_TIMEOUT, MAX_WEIGHT, Nginx, NginxBuilder};
