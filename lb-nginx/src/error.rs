@@ -46,6 +46,23 @@ pub(crate) enum NgxError {
     /// A write did not read back as written.
     #[error("{0}")]
     ReadBack(String),
+    /// The NGINX Plus API could not be reached.
+    #[error("{what}: {source}")]
+    Http {
+        what: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The NGINX Plus API answered with an error object (or a bare status).
+    #[error("{message}")]
+    Api {
+        status: u16,
+        code: Option<String>,
+        message: String,
+    },
+    /// The NGINX Plus API said something we cannot read.
+    #[error("{0}")]
+    Decode(String),
 }
 
 impl NgxError {
@@ -73,7 +90,19 @@ impl NgxError {
                 Error::unavailable(balancer, message)
             }
             NgxError::Denied(_) => Error::unauthorized(balancer, message),
-            NgxError::ReadBack(_) => Error::protocol(balancer, message),
+            NgxError::ReadBack(_) | NgxError::Decode(_) => Error::protocol(balancer, message),
+            NgxError::Http { .. } => Error::unavailable(balancer, message),
+            NgxError::Api { status, code, .. } => match code.as_deref() {
+                Some("UpstreamNotFound" | "UpstreamServerNotFound") => {
+                    Error::not_found(balancer, message)
+                }
+                Some("UpstreamStatic") => Error::unsupported(balancer, message),
+                Some("MethodDisabled") => Error::unauthorized(balancer, message),
+                Some(_) => Error::protocol(balancer, message),
+                None if status == 401 || status == 403 => Error::unauthorized(balancer, message),
+                None if status >= 500 => Error::unavailable(balancer, message),
+                None => Error::protocol(balancer, message),
+            },
         }
     }
 }
@@ -99,7 +128,19 @@ mod tests {
 
     #[test]
     fn kinds() {
+        let api = |code: Option<&str>, status| NgxError::Api {
+            status,
+            code: code.map(str::to_string),
+            message: "m".into(),
+        };
         for (e, kind) in [
+            (api(Some("UpstreamNotFound"), 404), "not_found"),
+            (api(Some("UpstreamServerNotFound"), 404), "not_found"),
+            (api(Some("UpstreamStatic"), 400), "unsupported"),
+            (api(Some("MethodDisabled"), 405), "unauthorized"),
+            (api(Some("UpstreamBadWeight"), 400), "protocol"),
+            (api(None, 401), "unauthorized"),
+            (api(None, 502), "unavailable"),
             (
                 NgxError::io(
                     "write f",

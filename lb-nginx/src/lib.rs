@@ -4,6 +4,8 @@ pub mod config;
 mod error;
 mod fsio;
 mod oss;
+mod plus;
 mod procs;
 
 pub use oss::{DEFAULT_RELOAD_TIMEOUT, MAX_WEIGHT, Nginx, NginxBuilder};
+pub use plus::{DEFAULT_TIMEOUT, NginxPlus, NginxPlusBuilder};
