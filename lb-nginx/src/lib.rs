@@ -8,4 +8,4 @@ mod plus;
 mod procs;
 
 pub use oss::{DEFAULT_RELOAD_TIMEOUT, MAX_WEIGHT, Nginx, NginxBuilder};
-pub use plus::{DEFAULT_TIMEOUT, NginxPlus, NginxPlusBuilder};
+pub use plus::{DEFAULT_REQUEST_TIMEOUT, NginxPlus, NginxPlusBuilder};

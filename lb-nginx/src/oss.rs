@@ -506,7 +506,7 @@ impl Inner {
                 )),
             });
         }
-        let old = match prepared.and_then(|p| self.reload(what, p)) {
+        let old = match prepared.and_then(|p| self.reload(p)) {
             Ok(old) => old,
             Err(e) => {
                 restore("the reload failed")?;
@@ -516,14 +516,11 @@ impl Inner {
                     let _ = self.signal_reload();
                 }
                 let msg = e.message();
+                let msg = format!("{what}: {msg} ({} is as it was)", path.display());
                 return Err(match e {
-                    Reload::Denied(_) => {
-                        NgxError::Denied(format!("{msg} ({} is as it was)", path.display()))
-                    }
-                    Reload::NotRunning(_) => {
-                        NgxError::NotRunning(format!("{msg} ({} is as it was)", path.display()))
-                    }
-                    _ => NgxError::ReloadFailed(format!("{msg} ({} is as it was)", path.display())),
+                    Reload::Denied(_) => NgxError::Denied(msg),
+                    Reload::NotRunning(_) => NgxError::NotRunning(msg),
+                    _ => NgxError::ReloadFailed(msg),
                 });
             }
         };
@@ -665,7 +662,7 @@ impl Inner {
     /// Reloads and confirms: a new worker under the same master, or
     /// nginx's own error. Returns the workers that served before the
     /// reload (they finish their requests and exit).
-    fn reload(&self, what: &str, prepared: Option<Prepared>) -> Result<Vec<procs::Child>, Reload> {
+    fn reload(&self, prepared: Option<Prepared>) -> Result<Vec<procs::Child>, Reload> {
         let Some(Prepared {
             master,
             before,
@@ -691,7 +688,7 @@ impl Inner {
             }
             if procs::title(master).is_none() {
                 return Err(Reload::Failed(format!(
-                    "{what}: the nginx master (pid {master}) exited during the reload"
+                    "the nginx master (pid {master}) exited during the reload"
                 )));
             }
             if let Some(l) = &mut log {
@@ -704,7 +701,7 @@ impl Inner {
             let waited = start.elapsed();
             if !emerg.is_empty() && last_growth.elapsed() >= SETTLE_AFTER_EMERG {
                 return Err(Reload::Refused(format!(
-                    "{what}: nginx refused the reload and keeps its old configuration: {}",
+                    "nginx refused the reload and keeps its old configuration: {}",
                     emerg.join("; ")
                 )));
             }
@@ -718,7 +715,7 @@ impl Inner {
                     format!("nginx says: {}", emerg.join("; "))
                 };
                 return Err(Reload::Unconfirmed(format!(
-                    "{what}: no new nginx worker appeared within {:?} after the reload; {said}",
+                    "no new nginx worker appeared within {:?} after the reload; {said}",
                     self.reload_timeout
                 )));
             }
@@ -832,5 +829,106 @@ impl Balancer for Nginx {
             );
         }
         w
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inner(version: (u32, u32, u32)) -> Inner {
+        Inner {
+            name: "front".into(),
+            upstream_file: "/x".into(),
+            conf: None,
+            pid_file: Some("/p".into()),
+            prefix: None,
+            bin: "nginx".into(),
+            reload_command: None,
+            grace: None,
+            reload_timeout: DEFAULT_RELOAD_TIMEOUT,
+            build: BuildInfo {
+                version,
+                ..BuildInfo::default()
+            },
+            old_workers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The server line after `state`, starting from `line`.
+    fn after(i: &Inner, line: &str, state: AdminState) -> String {
+        let src = format!("upstream u {{ {line} }}");
+        let f = UpstreamFile::parse(src.as_bytes()).unwrap();
+        let s = f.find("u", "a:1").unwrap();
+        let out = i.state_edit(s, src.as_bytes(), state).apply(src.as_bytes());
+        let out = String::from_utf8(out).unwrap();
+        out["upstream u { ".len()..out.len() - 2].to_string()
+    }
+
+    #[test]
+    fn drain_uses_the_drain_parameter_from_nginx_1_29_6() {
+        let new = inner((1, 29, 6));
+        assert!(new.caps().distinct_drain);
+        assert_eq!(
+            after(&new, "server a:1;", AdminState::Drain),
+            "server a:1 drain;"
+        );
+        assert_eq!(
+            after(&new, "server a:1 down;", AdminState::Drain),
+            "server a:1 drain;"
+        );
+        assert_eq!(
+            after(&new, "server a:1 drain;", AdminState::Maint),
+            "server a:1 down;"
+        );
+        assert_eq!(
+            after(&new, "server a:1 drain;", AdminState::Ready),
+            "server a:1;"
+        );
+        assert_eq!(
+            after(&new, "server a:1 down;", AdminState::Ready),
+            "server a:1;"
+        );
+
+        let old = inner((1, 22, 1));
+        assert!(!old.caps().distinct_drain);
+        assert_eq!(
+            old.caps().reads_back_as(AdminState::Drain),
+            AdminState::Maint
+        );
+        assert_eq!(
+            after(&old, "server a:1;", AdminState::Drain),
+            "server a:1 down;"
+        );
+        assert_eq!(
+            after(&old, "server a:1 down;", AdminState::Drain),
+            "server a:1 down;"
+        );
+        assert_eq!(
+            after(&old, "server a:1;", AdminState::Maint),
+            "server a:1 down;"
+        );
+        assert_eq!(
+            after(&old, "server a:1 down;", AdminState::Ready),
+            "server a:1;"
+        );
+    }
+
+    #[test]
+    fn admin_state_from_the_parameters() {
+        let f = UpstreamFile::parse(
+            b"upstream u { server a down; server b drain; server c; server d drain down; }",
+        )
+        .unwrap();
+        let got: Vec<_> = f.upstreams()[0].servers().iter().map(admin_of).collect();
+        assert_eq!(
+            got,
+            [
+                AdminState::Maint,
+                AdminState::Drain,
+                AdminState::Ready,
+                AdminState::Maint
+            ]
+        );
     }
 }

@@ -17,7 +17,7 @@ use crate::error::NgxError;
 use crate::oss::MAX_WEIGHT;
 
 /// The request timeout unless [`NginxPlusBuilder::timeout`] says otherwise.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An NGINX Plus, driven through its REST API. See the
 /// [crate documentation](crate).
@@ -76,7 +76,7 @@ impl NginxPlus {
         NginxPlusBuilder {
             name: name.to_owned(),
             url: None,
-            timeout: DEFAULT_TIMEOUT,
+            timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }
