@@ -3,6 +3,7 @@
 mod apache;
 mod backend;
 mod daemon;
+pub mod fake_arm;
 mod haproxy;
 pub mod http;
 mod nginx;
@@ -12,6 +13,7 @@ mod ports;
 pub use apache::{Apache, ApacheOptions};
 pub use backend::Backend;
 pub use daemon::{Daemon, find_binary, pids_in_group, port_is_open};
+pub use fake_arm::{FakeArm, GetFault, PutFault};
 pub use haproxy::{Haproxy, HaproxyOptions};
 pub use nginx::{Nginx, NginxOptions};
 pub use pools::{MemberSpec, PoolSpec, Pools};
