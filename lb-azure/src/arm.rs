@@ -342,7 +342,7 @@ impl Arm {
         };
         let says = || arm_says(a.status, &a.body);
         match a.status.as_u16() {
-            200 | 201 | 202 => {
+            200..=202 => {
                 let operation = match a
                     .headers
                     .get("azure-asyncoperation")

@@ -547,7 +547,6 @@ impl AppGatewayBuilder {
                 let options = ManagedIdentityCredentialOptions {
                     user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
                     client_options: client_options(),
-                    ..Default::default()
                 };
                 azure(
                     c.kind(),

@@ -73,7 +73,9 @@ impl AppGateway {
         let mut wrote = false;
         let mut last = String::new();
         let mut throttled = false;
-        for attempt in 1..=WRITE_ATTEMPTS {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             let read = self.arm.get().await?;
             let body = match gateway::plan(&read.body, m, target, read.now, &self.arm.label)? {
                 // After a superseded update of ours, the newer one may
@@ -82,6 +84,9 @@ impl AppGateway {
                 Plan::Already => return Ok(Change::AlreadyInState),
                 Plan::Write(b) => b,
             };
+            if attempt > WRITE_ATTEMPTS {
+                break;
+            }
             let again = match self.arm.put(&body, &read.etag).await? {
                 Put::Again { why, wait } => {
                     throttled = why.starts_with("429");
@@ -117,14 +122,12 @@ impl AppGateway {
                     }
                 }
             };
-            if attempt < WRITE_ATTEMPTS {
-                let d = again.map_or_else(|| self.arm.backoff(attempt), |w| self.arm.capped(w));
-                info!(
-                    balancer = %self.name, pool = %m.pool, member = %m.member, attempt,
-                    reason = %last, "the gateway changed or was busy: reading it again"
-                );
-                tokio::time::sleep(d).await;
-            }
+            let d = again.map_or_else(|| self.arm.backoff(attempt), |w| self.arm.capped(w));
+            info!(
+                balancer = %self.name, pool = %m.pool, member = %m.member, attempt,
+                reason = %last, "the gateway changed or was busy: reading it again"
+            );
+            tokio::time::sleep(d).await;
         }
         if throttled {
             return Err(AzureError::Busy {
@@ -226,10 +229,17 @@ impl Balancer for AppGateway {
         let (read, health) = tokio::join!(self.arm.get(), self.arm.backend_health());
         let ctx = format!("gateway {}", self.arm.label);
         let read = read.map_err(|e| e.into_core(&self.name, &ctx))?;
-        let health = health.map_err(|e| e.into_core(&self.name, &ctx))?;
-        let health = gateway::health_map(&health);
-        let finished = lock(&self.finished).clone();
         let mut warnings = Vec::new();
+        // Health is informative: without it members read `unknown`, and
+        // the reason is a warning, not a failure of the whole read.
+        let health = match health {
+            Ok(h) => gateway::health_map(&h),
+            Err(e) => {
+                warnings.push(format!("health unknown: {e}"));
+                HashMap::new()
+            }
+        };
+        let finished = lock(&self.finished).clone();
         let view = gateway::View {
             health: &health,
             now: read.now,

@@ -217,6 +217,7 @@ struct State {
     health_ops: HashMap<String, HealthOp>,
     put_faults: VecDeque<PutFault>,
     get_faults: VecDeque<GetFault>,
+    health_faults: VecDeque<GetFault>,
     health: HashMap<String, String>,
     async_polls: u32,
     health_polls: u32,
@@ -299,6 +300,7 @@ impl FakeArm {
             health_ops: HashMap::new(),
             put_faults: VecDeque::new(),
             get_faults: VecDeque::new(),
+            health_faults: VecDeque::new(),
             health: HashMap::new(),
             async_polls: 1,
             health_polls: 1,
@@ -447,6 +449,11 @@ impl FakeArm {
     /// Queues a fault for the next gateway GET that has none yet.
     pub fn push_get_fault(&self, fault: GetFault) {
         self.lock().get_faults.push_back(fault);
+    }
+
+    /// Queues a fault for the next `POST …/backendhealth`.
+    pub fn push_health_fault(&self, fault: GetFault) {
+        self.lock().health_faults.push_back(fault);
     }
 
     /// How many times an operation reads `InProgress` before it ends
@@ -871,29 +878,32 @@ fn not_found(name: &str, rg: &str) -> Answer {
     )
 }
 
+fn read_fault(st: &State, f: GetFault, key: &str, action: &str) -> Answer {
+    match f {
+        GetFault::TooManyRequests => Answer::error(
+            429,
+            "TooManyRequests",
+            "The request is being throttled as the limit has been reached for operation type - Read_ObservationWindow_00:05:00.",
+        )
+        .header("Retry-After", st.retry_after.to_string()),
+        GetFault::ServiceUnavailable => Answer::error(
+            503,
+            "ServiceUnavailable",
+            "The server is currently unable to handle the request.",
+        ),
+        GetFault::Forbidden(code) => Answer::error(
+            403,
+            &code,
+            &format!(
+                "The client 'lbctl' does not have authorization to perform action 'Microsoft.Network/applicationGateways/{action}' over scope '{key}' or the scope is invalid."
+            ),
+        ),
+    }
+}
+
 fn get_gateway(st: &mut State, key: &str, name: &str, rg: &str) -> Answer {
-    let retry_after = st.retry_after;
     if let Some(f) = st.get_faults.pop_front() {
-        return match f {
-            GetFault::TooManyRequests => Answer::error(
-                429,
-                "TooManyRequests",
-                "The request is being throttled as the limit has been reached for operation type - Read_ObservationWindow_00:05:00.",
-            )
-            .header("Retry-After", retry_after.to_string()),
-            GetFault::ServiceUnavailable => Answer::error(
-                503,
-                "ServiceUnavailable",
-                "The server is currently unable to handle the request.",
-            ),
-            GetFault::Forbidden(code) => Answer::error(
-                403,
-                &code,
-                &format!(
-                    "The client 'lbctl' does not have authorization to perform action 'Microsoft.Network/applicationGateways/read' over scope '{key}' or the scope is invalid."
-                ),
-            ),
-        };
+        return read_fault(st, f, key, "read");
     }
     match st.gateways.get(key) {
         Some(g) => {
@@ -1185,6 +1195,9 @@ fn operation(st: &mut State, id: &str) -> Answer {
 fn backend_health(st: &mut State, key: &str, name: &str, rg: &str) -> Answer {
     if !st.gateways.contains_key(key) {
         return not_found(name, rg);
+    }
+    if let Some(f) = st.health_faults.pop_front() {
+        return read_fault(st, f, key, "backendhealth/action");
     }
     if st.health_polls == 0 {
         let body = health_body(st, key);
