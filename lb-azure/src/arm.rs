@@ -155,6 +155,15 @@ fn failure(what: &str, a: &Answer) -> AzureError {
     }
 }
 
+/// A polled operation that ARM no longer knows: not a missing pool or
+/// member, so not `NotFound`.
+fn lost(what: &str, a: &Answer) -> AzureError {
+    AzureError::Protocol(format!(
+        "{what}: ARM no longer knows the operation ({})",
+        arm_says(a.status, &a.body)
+    ))
+}
+
 fn now_of(h: &HeaderMap) -> OffsetDateTime {
     h.get("date")
         .and_then(|v| v.to_str().ok())
@@ -189,7 +198,7 @@ impl Arm {
                 .map(|t| t.token.secret().to_owned())
                 .map_err(|e| AzureError::Token {
                     credential: kind,
-                    message: e.to_string(),
+                    message: e.to_string().replace('\n', " "),
                 }),
         }
     }
@@ -226,7 +235,9 @@ impl Arm {
         if let Some(b) = body {
             req = req.json(b);
         } else if method == Method::POST {
-            req = req.header("Content-Length", "0");
+            // An empty body of known length: `Content-Length: 0`, which
+            // ARM wants on a POST.
+            req = req.body("");
         }
         if let Some(e) = if_match {
             let v = HeaderValue::from_str(e).map_err(|_| {
@@ -405,11 +416,22 @@ impl Arm {
             }
             tokio::time::sleep(wait).await;
             let a = self.read(Method::GET, url, &what).await?;
-            if a.status != StatusCode::OK && a.status != StatusCode::ACCEPTED {
-                return Err(failure(&what, &a));
+            match a.status.as_u16() {
+                200..=202 => {}
+                404 => return Err(lost(&what, &a)),
+                _ => return Err(failure(&what, &a)),
             }
-            let v = parse_json(&what, &a.body)?;
-            let status = v.get("status").and_then(Value::as_str).unwrap_or("");
+            // A `Location` URL answers 202 while running and the resource
+            // when done; `Azure-AsyncOperation` answers a status document.
+            let v = match a.status.as_u16() {
+                202 if a.body.is_empty() => Value::Null,
+                _ => parse_json(&what, &a.body)?,
+            };
+            let status = match v.get("status").and_then(Value::as_str) {
+                Some(s) => s,
+                None if a.status == StatusCode::ACCEPTED => "InProgress",
+                None => "Succeeded",
+            };
             match status {
                 "Succeeded" => return Ok(End::Succeeded),
                 "Failed" | "Canceled" => {
@@ -461,6 +483,7 @@ impl Arm {
             match a.status.as_u16() {
                 200 => return parse_json(&what, &a.body),
                 202 => wait = self.capped(retry_after(&a.headers).unwrap_or(DEFAULT_POLL)),
+                404 => return Err(lost(&what, &a)),
                 _ => return Err(failure(&what, &a)),
             }
         }

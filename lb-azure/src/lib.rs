@@ -135,7 +135,7 @@ impl AppGateway {
                 says: ArmSays {
                     status: 429,
                     code: "TooManyRequests".into(),
-                    message: format!("throttled on each of {WRITE_ATTEMPTS} attempts"),
+                    message: format!("still throttled after {WRITE_ATTEMPTS} attempts"),
                 },
             });
         }

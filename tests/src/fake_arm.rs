@@ -209,6 +209,8 @@ struct Client {
 
 struct State {
     base: String,
+    /// The base of the `Azure-AsyncOperation` and `Location` URLs it hands out.
+    async_base: Option<String>,
     location: String,
     tokens: Vec<String>,
     clients: Vec<Client>,
@@ -292,6 +294,7 @@ impl FakeArm {
         std::fs::write(ca_dir.path().join("ca.pem"), TEST_CA_PEM).expect("write the test CA");
         let state = Arc::new(Mutex::new(State {
             base,
+            async_base: None,
             location: "westeurope".into(),
             tokens: Vec::new(),
             clients: Vec::new(),
@@ -466,6 +469,12 @@ impl FakeArm {
     /// 0 answers the POST with 200 and the body at once (default 1).
     pub fn set_health_polls(&self, n: u32) {
         self.lock().health_polls = n;
+    }
+
+    /// Hands out `Azure-AsyncOperation` and `Location` URLs on `base`
+    /// (e.g. another host) instead of its own endpoint.
+    pub fn set_async_base(&self, base: &str) {
+        self.lock().async_base = Some(base.trim_end_matches('/').to_owned());
     }
 
     /// The `Retry-After` seconds it sends (default 10, as ARM does; tests
@@ -1067,7 +1076,8 @@ fn put_gateway(
     let sub = path.split('/').nth(2).unwrap_or("");
     let op_url = format!(
         "{}/subscriptions/{sub}/providers/Microsoft.Network/locations/{}/operations/{id}?api-version=2025-07-01",
-        st.base, st.location
+        st.async_base.as_ref().unwrap_or(&st.base),
+        st.location
     );
     let status = if existing.is_some() { 200 } else { 201 };
     Answer::json(status, new)
@@ -1214,7 +1224,8 @@ fn backend_health(st: &mut State, key: &str, name: &str, rg: &str) -> Answer {
     let sub = key.split('/').nth(2).unwrap_or("");
     let url = format!(
         "{}/subscriptions/{sub}/providers/Microsoft.Network/locations/{}/operationResults/{id}?api-version=2025-07-01",
-        st.base, st.location
+        st.async_base.as_ref().unwrap_or(&st.base),
+        st.location
     );
     Answer {
         status: 202,

@@ -413,3 +413,29 @@ fn a_static_token_from_the_environment() {
     assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
     assert!(e.to_string().contains("InvalidAuthenticationToken"), "{e}");
 }
+
+/// ARM hands out operation URLs on another host: the token is not sent
+/// there, and the call fails saying so.
+#[tokio::test]
+async fn the_token_goes_only_to_the_configured_endpoint() {
+    let lab = lab();
+    let elsewhere = format!("https://127.0.0.2:{}", lab.arm.port());
+    lab.arm.set_async_base(&elsewhere);
+    let e = lab
+        .lb
+        .set_state(&MemberRef::new("app", "10.1.0.4"), AdminState::Drain)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Protocol { .. }), "{e}");
+    assert!(e.to_string().contains("the token is not sent there"), "{e}");
+    assert!(e.to_string().contains("127.0.0.2"), "{e}");
+    lab.arm.set_health_polls(1);
+    let all = lab.lb.members().await.unwrap();
+    assert!(all.iter().all(|m| m.health == lb_core::Health::Unknown));
+    assert!(
+        lab.lb
+            .warnings()
+            .join(" ")
+            .contains("the token is not sent there")
+    );
+}
