@@ -24,6 +24,13 @@ pub fn large() -> Value {
     serde_json::from_str(include_str!("../fixtures/gateway-large.json")).expect("fixture")
 }
 
+/// A gateway in front of App Service apps: FQDN members only, no tags, a
+/// pool filled from a scale set's NICs (no addresses), one setting with
+/// draining off.
+pub fn app_service() -> Value {
+    serde_json::from_str(include_str!("../fixtures/gateway-app-service.json")).expect("fixture")
+}
+
 /// The body of Azure's published GET example (bare-string addresses).
 pub fn example_get() -> Value {
     let ex: Value = serde_json::from_str(lb_lab::fake_arm::EXAMPLE_GET).expect("example");
