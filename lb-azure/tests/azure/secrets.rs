@@ -34,7 +34,10 @@ fn the_client_secret_never_appears_in_logs() {
         .with_ansi(false)
         .with_writer(move || sink.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // Process-wide, so that every thread's events are captured (under
+    // `cargo test` other tests' events land here too: they must not hold
+    // the secret either). No other test sets a subscriber.
+    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
