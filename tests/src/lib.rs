@@ -3,6 +3,7 @@
 mod apache;
 mod backend;
 mod daemon;
+pub mod fake_arm;
 mod fake_plus;
 mod haproxy;
 pub mod http;
@@ -13,6 +14,7 @@ mod ports;
 pub use apache::{Apache, ApacheOptions};
 pub use backend::Backend;
 pub use daemon::{Daemon, find_binary, pids_in_group, port_is_open};
+pub use fake_arm::{FakeArm, GetFault, PutFault};
 pub use fake_plus::{FakePlus, FakePlusOptions, FakePlusRequest, FakePlusServer};
 pub use haproxy::{Haproxy, HaproxyOptions};
 pub use nginx::{Nginx, NginxOptions};
