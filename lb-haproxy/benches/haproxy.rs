@@ -1,17 +1,21 @@
 //! Benchmarks for lb-haproxy, against a lab HAProxy started here.
 //!
 //! - `parse/members_10k`: joining `show stat` and `show servers state` of
-//!   10,000 servers (20 backends × 500), both captured from a real HAProxy.
+//!   10,000 servers (20 backends × 500), both captured from a real HAProxy;
+//!   each parser alone; and, for scale, the csv crate splitting `show stat`
+//!   into fields and nothing else.
 //! - `set_state/driver` vs `set_state/bare_unix_stream`: one `set_state`
 //!   (read, write, read back) against one bare `set server` command on a
-//!   `std::os::unix::net::UnixStream`, on the same socket, in the same run.
+//!   `std::os::unix::net::UnixStream`, on the same socket, in the same run;
+//!   and `set_state/bare_same_exchange`: the commands `set_state` sends,
+//!   written and read on a bare `UnixStream` (the protocol's own cost).
 //!
 //! Run: `cargo bench -p lb-haproxy --bench haproxy`.
 
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use lb_core::{AdminState, Balancer, Change, MemberRef};
@@ -64,6 +68,21 @@ fn parse(c: &mut Criterion) {
     g.bench_function("show_servers_state_10k", |b| {
         b.iter(|| lb_haproxy::parse::show_servers_state("bench", black_box(&state)))
     });
+    // For scale: what the csv crate alone takes to split `show stat` into
+    // fields, before any of them is looked at.
+    g.bench_function("csv_split_show_stat_10k", |b| {
+        b.iter(|| {
+            let mut rd = csv::ReaderBuilder::new()
+                .flexible(true)
+                .from_reader(black_box(stat.as_bytes()));
+            let mut rec = csv::ByteRecord::new();
+            let mut fields = 0;
+            while rd.read_byte_record(&mut rec).expect("CSV") {
+                fields += rec.len();
+            }
+            fields
+        })
+    });
     g.finish();
 }
 
@@ -94,6 +113,34 @@ fn set_state(c: &mut Criterion) {
     let node2 = MemberRef::new("app", "node2");
     let states = [AdminState::Drain, AdminState::Ready];
 
+    // The ratio, measured interleaved so that both sides see the same
+    // load: one driver set_state, one bare command, and so on.
+    let bare = |s: AdminState| {
+        let mut u = UnixStream::connect(&socket).expect("connect");
+        u.write_all(format!("set server app/node2 state {s}\n").as_bytes())
+            .expect("write");
+        let mut a = Vec::new();
+        u.read_to_end(&mut a).expect("read");
+        assert_eq!(a, b"\n");
+    };
+    let (mut d, mut r) = (Vec::new(), Vec::new());
+    for n in 0..4000 {
+        let s = states[n % 2];
+        let t = Instant::now();
+        let change = rt.block_on(lb.set_state(&node2, s)).expect("set_state");
+        d.push(t.elapsed());
+        assert_eq!(change, Change::Applied);
+        let t = Instant::now();
+        bare(other(s));
+        bare(s);
+        r.push(t.elapsed() / 2);
+    }
+    let (dm, rm) = (median(&mut d), median(&mut r));
+    eprintln!(
+        "set_state interleaved, 4000 rounds: driver median {dm:?}, bare median {rm:?}, ratio {:.2}",
+        dm.as_secs_f64() / rm.as_secs_f64()
+    );
+
     let mut g = c.benchmark_group("set_state");
     g.measurement_time(Duration::from_secs(8));
     let mut i = 0usize;
@@ -122,7 +169,55 @@ fn set_state(c: &mut Criterion) {
             assert_eq!(answer, b"\n");
         })
     });
+    // The exchange set_state makes, bare: `prompt` and the read on one
+    // write, then the write and the read-back on a second one.
+    let mut k = 0usize;
+    let mut buf = vec![0u8; 16 * 1024];
+    g.bench_function("bare_same_exchange", |b| {
+        b.iter(|| {
+            let s = states[k % 2];
+            k += 1;
+            let mut u = UnixStream::connect(&socket).expect("connect");
+            u.write_all(b"prompt\nshow servers state app\n")
+                .expect("write");
+            let first = answers(&mut u, &mut buf, 2);
+            assert!(first.contains("node2"));
+            u.write_all(
+                format!("set server app/node2 state {s}\nshow servers state app\n").as_bytes(),
+            )
+            .expect("write");
+            let second = answers(&mut u, &mut buf, 2);
+            assert!(second.starts_with("\n> 1\n"), "{second}");
+        })
+    });
     g.finish();
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// The other one of drain and ready.
+fn other(s: AdminState) -> AdminState {
+    match s {
+        AdminState::Drain => AdminState::Ready,
+        _ => AdminState::Drain,
+    }
+}
+
+/// Reads until `n` answers (each ending in `"\n> "`) have arrived.
+fn answers(u: &mut UnixStream, buf: &mut [u8], n: usize) -> String {
+    let mut got = Vec::new();
+    let mut seen = 0;
+    while seen < n {
+        let r = u.read(buf).expect("read");
+        assert!(r > 0, "closed early");
+        let from = got.len().saturating_sub(2);
+        got.extend_from_slice(&buf[..r]);
+        seen += got[from..].windows(3).filter(|w| *w == b"\n> ").count();
+    }
+    String::from_utf8(got).expect("UTF-8")
 }
 
 criterion_group!(benches, parse, set_state);

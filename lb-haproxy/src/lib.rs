@@ -29,6 +29,8 @@ pub const MAX_WEIGHT: u32 = 256;
 pub struct Haproxy {
     name: String,
     endpoint: Endpoint,
+    /// `endpoint` as shown in messages.
+    socket: String,
     timeout: Duration,
     state_file: Option<PathBuf>,
     /// Serialises changes while a state file is kept, so that the file is
@@ -104,6 +106,7 @@ impl HaproxyBuilder {
         }
         Ok(Haproxy {
             name,
+            socket: endpoint.to_string(),
             endpoint,
             timeout: self.timeout,
             state_file: self.state_file,
@@ -171,20 +174,21 @@ impl Target {
     }
 
     /// This member's row in the answer to `show servers state POOL`.
-    fn find(&self, answer: &str) -> std::result::Result<ServerState, HapError> {
+    fn find(&self, answer: &str, endpoint: &str) -> std::result::Result<ServerState, HapError> {
         if answer.trim() == "Can't find backend." {
             return Err(self.no_pool());
         }
-        if let Some(e) = refusal(answer, "show servers state", "") {
+        if let Some(e) = refusal(answer, &self.show_state(), endpoint) {
             return Err(e);
         }
-        parse::state_rows(answer)?
-            .into_iter()
-            .find(|r| r.pool == self.pool && r.name == self.member)
-            .ok_or_else(|| HapError::NoSuchMember {
-                pool: self.pool.clone(),
-                member: self.member.clone(),
-            })
+        parse::state_row(answer, &self.pool, &self.member)?.ok_or_else(|| self.no_member())
+    }
+
+    fn no_member(&self) -> HapError {
+        HapError::NoSuchMember {
+            pool: self.pool.clone(),
+            member: self.member.clone(),
+        }
     }
 
     fn no_pool(&self) -> HapError {
@@ -208,10 +212,7 @@ impl Target {
         }
         let text = answer.trim();
         if text == "No such server." {
-            return Err(HapError::NoSuchMember {
-                pool: self.pool.clone(),
-                member: self.member.clone(),
-            });
+            return Err(self.no_member());
         }
         if text == "No such backend." {
             return Err(self.no_pool());
@@ -280,8 +281,8 @@ impl Haproxy {
     }
 
     /// The runtime API socket, as `unix:///path` or `tcp://host:port`.
-    pub fn socket(&self) -> String {
-        self.endpoint.to_string()
+    pub fn socket(&self) -> &str {
+        &self.socket
     }
 
     /// Closes every session the member has now (`shutdown sessions server
@@ -301,7 +302,7 @@ impl Haproxy {
         let run = async {
             let mut s = self.session().await?;
             let a = s.run(std::slice::from_ref(&cmd)).await?;
-            t.check_write(&cmd, &a[0], &self.endpoint.to_string(), None)
+            t.check_write(&cmd, &a[0], &self.socket, None)
         };
         run.await.map_err(|e| e.into_core(&self.name, &op))
     }
@@ -339,19 +340,21 @@ impl Haproxy {
         };
         let mut s = self.session().await?;
         let a = s.run(&self.reads(t)).await?;
-        let now = t.find(&a[0])?;
+        let now = t.find(&a[0], &self.socket)?;
         if done(&now) {
+            tracing::debug!(balancer = %self.name, member = %t, "{what} already");
             self.keep_state(t, a.get(1), what).await?;
             return Ok(Change::AlreadyInState);
         }
         let mut cmds = vec![write.clone()];
         cmds.extend(self.reads(t));
         let a = s.run(&cmds).await?;
-        t.check_write(&write, &a[0], &self.endpoint.to_string(), weight)?;
-        let after = t.find(&a[1])?;
+        t.check_write(&write, &a[0], &self.socket, weight)?;
+        let after = t.find(&a[1], &self.socket)?;
         if !done(&after) {
             return Err(mismatch(&after));
         }
+        tracing::info!(balancer = %self.name, member = %t, command = %write, "applied");
         self.keep_state(t, a.get(2), what).await?;
         Ok(Change::Applied)
     }
@@ -431,9 +434,9 @@ impl Balancer for Haproxy {
                 "show servers state".to_owned(),
             ];
             let a = s.run(&cmds).await?;
-            let ep = self.endpoint.to_string();
+            let ep = &self.socket;
             for (c, x) in cmds.iter().zip(&a) {
-                if let Some(e) = refusal(x, c, &ep) {
+                if let Some(e) = refusal(x, c, ep) {
                     return Err(e);
                 }
             }

@@ -15,7 +15,7 @@
 //!             app,node1,3,UP,100,2,10.0.0.1:8080,\n\
 //!             app,BACKEND,3,UP,100,1,,\n";
 //! let state = "1\n\
-//!              # be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_port\n\
+//!              ## be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_port\n\
 //!              3 app 1 node1 10.0.0.1 2 8 100 100 8080\n";
 //! let members = lb_haproxy::parse::members("edge", stat, state).unwrap();
 //! assert_eq!(members.len(), 1);
@@ -118,15 +118,19 @@ impl ServerState {
     /// `addr:port` (`[addr]:port` for IPv6), the FQDN where the address is
     /// unresolved, the bare address where there is no port.
     pub fn address(&self) -> String {
-        let host = match (&self.fqdn, self.addr.as_str()) {
-            (Some(f), "-" | "") => f.as_str(),
-            _ => self.addr.as_str(),
-        };
-        match self.port {
-            Some(p) if host.contains(':') => format!("[{host}]:{p}"),
-            Some(p) => format!("{host}:{p}"),
-            None => host.to_owned(),
-        }
+        address(&self.addr, self.port, self.fqdn.as_deref())
+    }
+}
+
+fn address(addr: &str, port: Option<u16>, fqdn: Option<&str>) -> String {
+    let host = match (fqdn, addr) {
+        (Some(f), "-" | "") => f,
+        _ => addr,
+    };
+    match port {
+        Some(p) if host.contains(':') => format!("[{host}]:{p}"),
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_owned(),
     }
 }
 
@@ -134,11 +138,23 @@ impl ServerState {
 /// (checks are suspended) or without checks (`no check`), down when its
 /// `srv_op_state` is stopped, up otherwise.
 pub fn health(state: &ServerState, stat: Option<&StatRow>) -> Health {
-    if state.admin() == AdminState::Maint {
+    health_of(
+        state.admin_bits,
+        state.op_state,
+        stat.is_some_and(|s| unchecked(&s.status)),
+    )
+}
+
+fn unchecked(status: &str) -> bool {
+    status.starts_with("no check")
+}
+
+fn health_of(admin_bits: u32, op_state: u32, unchecked: bool) -> Health {
+    if admin_state(admin_bits) == AdminState::Maint {
         Health::Unknown
-    } else if state.op_state == OP_STOPPED {
+    } else if op_state == OP_STOPPED {
         Health::Down
-    } else if stat.is_some_and(|s| s.status.starts_with("no check")) {
+    } else if unchecked {
         Health::Unknown
     } else {
         Health::Up
@@ -170,7 +186,11 @@ pub fn show_servers_state(balancer: &str, text: &str) -> lb_core::Result<Vec<Ser
 /// Joins both answers into members, in `show servers state` order: one
 /// member per server line per backend. `active` is `scur`, `weight` is
 /// `srv_uweight`, `admin` comes from the bitmask, `health` from
-/// [`health`].
+/// [`health`], `address` from the `addr` column of `show stat` (else
+/// from `show servers state`).
+///
+/// A server missing from `show stat` is still a member, with `active`
+/// `None`.
 ///
 /// # Errors
 ///
@@ -183,29 +203,61 @@ pub fn members(
     join(show_stat, show_servers_state).map_err(|e| e.into_core(balancer, ""))
 }
 
+/// What `show stat` adds to a `show servers state` row.
+#[derive(Default, Clone)]
+struct Live {
+    scur: Option<u64>,
+    unchecked: bool,
+    addr: Option<String>,
+}
+
 pub(crate) fn join(show_stat: &str, show_servers_state: &str) -> Result<Vec<Member>, HapError> {
-    let stats = stat_rows(show_stat)?;
-    let states = state_rows(show_servers_state)?;
-    let by_name: HashMap<(&str, &str), &StatRow> = stats
-        .iter()
-        .map(|r| ((r.pool.as_str(), r.name.as_str()), r))
-        .collect();
+    let states = state_refs(show_servers_state)?;
+    let mut live = vec![Live::default(); states.len()];
+    // Both answers list the servers in the same order (proxies, then
+    // servers in configuration order), so the next row is almost always
+    // the one wanted; a map serves the rest.
+    let mut next = 0usize;
+    let mut index: Option<HashMap<(&str, &str), usize>> = None;
+    stat_each(show_stat, |r| {
+        let i = if states
+            .get(next)
+            .is_some_and(|s| s.pool == r.pool && s.name == r.name)
+        {
+            Some(next)
+        } else {
+            index
+                .get_or_insert_with(|| {
+                    states
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| ((s.pool, s.name), i))
+                        .collect()
+                })
+                .get(&(r.pool, r.name))
+                .copied()
+        };
+        if let Some(i) = i {
+            next = i + 1;
+            live[i] = Live {
+                scur: r.scur,
+                unchecked: unchecked(r.status),
+                addr: r.addr.map(str::to_owned),
+            };
+        }
+        Ok(())
+    })?;
     Ok(states
-        .into_iter()
-        .map(|s| {
-            let stat = by_name.get(&(s.pool.as_str(), s.name.as_str())).copied();
-            let address = stat
-                .and_then(|r| r.addr.clone())
-                .unwrap_or_else(|| s.address());
-            Member {
-                admin: s.admin(),
-                health: health(&s, stat),
-                active: stat.and_then(|r| r.scur),
-                weight: Some(s.weight),
-                address,
-                pool: s.pool,
-                name: s.name,
-            }
+        .iter()
+        .zip(live)
+        .map(|(s, l)| Member {
+            pool: s.pool.to_owned(),
+            name: s.name.to_owned(),
+            address: l.addr.unwrap_or_else(|| address(s.addr, s.port, s.fqdn)),
+            admin: admin_state(s.admin_bits),
+            health: health_of(s.admin_bits, s.op_state, l.unchecked),
+            active: l.scur,
+            weight: Some(s.weight),
         })
         .collect())
 }
@@ -213,7 +265,35 @@ pub(crate) fn join(show_stat: &str, show_servers_state: &str) -> Result<Vec<Memb
 const STAT: &str = "show stat";
 const STATE: &str = "show servers state";
 
+/// One server row of `show stat`, borrowed from the CSV reader.
+struct StatFields<'r> {
+    pool: &'r str,
+    name: &'r str,
+    scur: Option<u64>,
+    status: &'r str,
+    addr: Option<&'r str>,
+}
+
 pub(crate) fn stat_rows(text: &str) -> Result<Vec<StatRow>, HapError> {
+    let mut rows = Vec::new();
+    stat_each(text, |r| {
+        rows.push(StatRow {
+            pool: r.pool.to_owned(),
+            name: r.name.to_owned(),
+            scur: r.scur,
+            status: r.status.to_owned(),
+            addr: r.addr.map(str::to_owned),
+        });
+        Ok(())
+    })?;
+    Ok(rows)
+}
+
+/// Calls `f` with every server row of a `show stat` answer.
+fn stat_each(
+    text: &str,
+    mut f: impl FnMut(StatFields<'_>) -> Result<(), HapError>,
+) -> Result<(), HapError> {
     let err = |d: String| HapError::parse(STAT, d);
     let body = text.strip_prefix("# ").ok_or_else(|| {
         err(format!(
@@ -224,6 +304,7 @@ pub(crate) fn stat_rows(text: &str) -> Result<Vec<StatRow>, HapError> {
     let mut rd = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
+        .buffer_capacity(64 * 1024)
         .from_reader(body.as_bytes());
     let header = rd
         .byte_headers()
@@ -240,13 +321,12 @@ pub(crate) fn stat_rows(text: &str) -> Result<Vec<StatRow>, HapError> {
         need("status")?,
     );
     let (addr, kind) = (col("addr"), col("type"));
-    let mut rows = Vec::new();
     let mut rec = csv::ByteRecord::new();
     let mut line = 1usize;
     loop {
         match rd.read_byte_record(&mut rec) {
             Ok(true) => {}
-            Ok(false) => break,
+            Ok(false) => return Ok(()),
             Err(e) => return Err(err(format!("bad CSV: {e}"))),
         }
         line += 1;
@@ -284,21 +364,63 @@ pub(crate) fn stat_rows(text: &str) -> Result<Vec<StatRow>, HapError> {
             ),
         };
         let addr = match addr {
-            Some(a) => Some(field(a)?).filter(|s| !s.is_empty()).map(str::to_owned),
+            Some(a) => Some(field(a)?).filter(|s| !s.is_empty()),
             None => None,
         };
-        rows.push(StatRow {
-            pool: pool.to_owned(),
-            name: name.to_owned(),
+        f(StatFields {
+            pool,
+            name,
             scur,
-            status: field(status)?.to_owned(),
+            status: field(status)?,
             addr,
-        });
+        })?;
     }
-    Ok(rows)
+}
+
+/// One row of `show servers state`, borrowed from the answer.
+pub(crate) struct StateRef<'a> {
+    pool: &'a str,
+    name: &'a str,
+    addr: &'a str,
+    port: Option<u16>,
+    fqdn: Option<&'a str>,
+    op_state: u32,
+    admin_bits: u32,
+    weight: u32,
+}
+
+impl StateRef<'_> {
+    fn owned(&self) -> ServerState {
+        ServerState {
+            pool: self.pool.to_owned(),
+            name: self.name.to_owned(),
+            addr: self.addr.to_owned(),
+            port: self.port,
+            fqdn: self.fqdn.map(str::to_owned),
+            op_state: self.op_state,
+            admin_bits: self.admin_bits,
+            weight: self.weight,
+        }
+    }
 }
 
 pub(crate) fn state_rows(text: &str) -> Result<Vec<ServerState>, HapError> {
+    Ok(state_refs(text)?.iter().map(StateRef::owned).collect())
+}
+
+/// The row of `pool/name` in a `show servers state` answer, if any.
+pub(crate) fn state_row(
+    text: &str,
+    pool: &str,
+    name: &str,
+) -> Result<Option<ServerState>, HapError> {
+    Ok(state_refs(text)?
+        .iter()
+        .find(|r| r.pool == pool && r.name == name)
+        .map(StateRef::owned))
+}
+
+fn state_refs(text: &str) -> Result<Vec<StateRef<'_>>, HapError> {
     let err = |d: String| HapError::parse(STATE, d);
     let mut lines = text.lines();
     let version = lines.next().unwrap_or("").trim();
@@ -325,19 +447,12 @@ pub(crate) fn state_rows(text: &str) -> Result<Vec<ServerState>, HapError> {
     let weight = need("srv_uweight")?;
     let port = col("srv_port");
     let fqdn = col("srv_fqdn");
-    let last = [
-        Some(be),
-        Some(srv),
-        Some(addr),
-        Some(op),
-        Some(admin),
-        Some(weight),
-    ]
-    .into_iter()
-    .chain([port, fqdn])
-    .flatten()
-    .max()
-    .unwrap_or(0);
+    let last = [be, srv, addr, op, admin, weight]
+        .into_iter()
+        .chain(port)
+        .chain(fqdn)
+        .max()
+        .unwrap_or(0);
     let mut rows = Vec::new();
     let mut fields: Vec<&str> = Vec::with_capacity(names.len());
     for (i, l) in lines.enumerate() {
@@ -346,7 +461,7 @@ pub(crate) fn state_rows(text: &str) -> Result<Vec<ServerState>, HapError> {
             continue;
         }
         fields.clear();
-        fields.extend(l.split_ascii_whitespace());
+        fields.extend(l.split_ascii_whitespace().take(last + 1));
         if fields.len() <= last {
             return Err(err(format!(
                 "line {line} has {} fields, expected at least {}",
@@ -372,15 +487,12 @@ pub(crate) fn state_rows(text: &str) -> Result<Vec<ServerState>, HapError> {
             },
             None => None,
         };
-        rows.push(ServerState {
-            pool: fields[be].to_owned(),
-            name: fields[srv].to_owned(),
-            addr: fields[addr].to_owned(),
+        rows.push(StateRef {
+            pool: fields[be],
+            name: fields[srv],
+            addr: fields[addr],
             port,
-            fqdn: fqdn
-                .map(|f| fields[f])
-                .filter(|f| *f != "-")
-                .map(str::to_owned),
+            fqdn: fqdn.map(|f| fields[f]).filter(|f| *f != "-"),
             op_state: num(op, "srv_op_state")?,
             admin_bits: num(admin, "srv_admin_state")?,
             weight: num(weight, "srv_uweight")?,

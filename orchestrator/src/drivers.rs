@@ -32,6 +32,34 @@ pub fn build(name: &str, cfg: &BalancerConfig) -> Result<Arc<dyn Balancer>> {
             }
             Ok(Arc::new(b.build().map_err(config)?))
         }
+        BalancerConfig::Nginx(c) => {
+            let mut b = lb_nginx::Nginx::builder(name)
+                .upstream_file(&c.upstream_file)
+                .conf(&c.conf);
+            if let Some(p) = &c.pid_file {
+                b = b.pid_file(p);
+            }
+            if let Some(p) = &c.prefix {
+                b = b.prefix(p);
+            }
+            if let Some(p) = &c.nginx_bin {
+                b = b.nginx_bin(p);
+            }
+            if let Some(cmd) = &c.reload_command {
+                b = b.reload_command(cmd);
+            }
+            if let Some(g) = c.grace {
+                b = b.grace(g);
+            }
+            Ok(Arc::new(b.build().map_err(config)?))
+        }
+        BalancerConfig::NginxPlus(c) => {
+            let mut b = lb_nginx::NginxPlus::builder(name).url(&c.url);
+            if let Some(t) = c.timeout {
+                b = b.timeout(t);
+            }
+            Ok(Arc::new(b.build().map_err(config)?))
+        }
         _ => unavailable(),
     }
 }

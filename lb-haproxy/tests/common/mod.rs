@@ -1,4 +1,4 @@
-//! Helpers shared by the integration tests.
+//! What the integration tests share: driver construction, polling, a keep-alive client.
 #![allow(dead_code)]
 
 use std::time::Duration;

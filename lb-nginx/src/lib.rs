@@ -1,0 +1,11 @@
+#![doc = include_str!("../README.md")]
+
+pub mod config;
+mod error;
+mod fsio;
+mod oss;
+mod plus;
+mod procs;
+
+pub use oss::{DEFAULT_RELOAD_TIMEOUT, MAX_WEIGHT, Nginx, NginxBuilder};
+pub use plus::{DEFAULT_REQUEST_TIMEOUT, NginxPlus, NginxPlusBuilder};

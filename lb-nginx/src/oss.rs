@@ -1,0 +1,934 @@
+//! Open-source nginx: edit the upstream file, `nginx -t`, reload.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use lb_core::{
+    AdminState, Balancer, Capabilities, Change, DrainSignal, Error, Health, Member, MemberRef,
+};
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::config::{self, Edit, Lookup, Server, UpstreamFile};
+use crate::error::NgxError;
+use crate::fsio;
+use crate::procs::{self, BuildInfo, LogTail};
+
+/// The highest weight `set_weight` accepts (the lowest is 1).
+///
+/// nginx itself puts no upper bound on `weight=`, but its round robin adds
+/// the weights of a group in a machine integer; 1000 gives proportions as
+/// fine as a tenth of a percent and keeps any realistic group far from
+/// overflow.
+pub const MAX_WEIGHT: u32 = 1000;
+
+/// How long a reload may take to show new workers, unless
+/// [`NginxBuilder::reload_timeout`] says otherwise.
+pub const DEFAULT_RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After an `[emerg]` from the master, how long the log must stay quiet
+/// with no new worker before the reload counts as failed. nginx retries a
+/// failing `bind()` every 500 ms, logging each time, so this is longer.
+const SETTLE_AFTER_EMERG: Duration = Duration::from_millis(1200);
+
+/// nginx tells the old workers to shut down 100 ms after it started the
+/// new ones; until then an old worker still looks current. A `down`
+/// member is not reported drained until the upstream file is at least
+/// this old.
+const RETITLE_DELAY: Duration = Duration::from_millis(500);
+
+/// An open-source nginx, driven by editing the file that holds its upstream
+/// blocks. See the [crate documentation](crate) for the whole procedure.
+///
+/// Cloning is cheap; clones share the configuration.
+#[derive(Debug, Clone)]
+pub struct Nginx {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    name: String,
+    upstream_file: PathBuf,
+    conf: Option<PathBuf>,
+    pid_file: Option<PathBuf>,
+    prefix: Option<PathBuf>,
+    bin: PathBuf,
+    reload_command: Option<String>,
+    grace: Option<Duration>,
+    reload_timeout: Duration,
+    build: BuildInfo,
+    /// Workers that served before one of our reloads and may still run.
+    old_workers: Mutex<Vec<procs::Child>>,
+}
+
+/// Builds an [`Nginx`]; see [`Nginx::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct NginxBuilder {
+    name: String,
+    upstream_file: Option<PathBuf>,
+    conf: Option<PathBuf>,
+    pid_file: Option<PathBuf>,
+    prefix: Option<PathBuf>,
+    nginx_bin: Option<PathBuf>,
+    reload_command: Option<String>,
+    grace: Option<Duration>,
+    reload_timeout: Duration,
+}
+
+impl Nginx {
+    /// Starts building the driver for the balancer called `name` in the
+    /// inventory.
+    pub fn builder(name: &str) -> NginxBuilder {
+        NginxBuilder {
+            name: name.to_owned(),
+            upstream_file: None,
+            conf: None,
+            pid_file: None,
+            prefix: None,
+            nginx_bin: None,
+            reload_command: None,
+            grace: None,
+            reload_timeout: DEFAULT_RELOAD_TIMEOUT,
+        }
+    }
+
+    /// The nginx version `nginx -V` reported when the driver was built.
+    pub fn version(&self) -> (u32, u32, u32) {
+        self.inner.build.version
+    }
+
+    /// The upstream file the driver edits.
+    pub fn upstream_file(&self) -> &Path {
+        &self.inner.upstream_file
+    }
+}
+
+impl NginxBuilder {
+    /// The file holding the `upstream` blocks, the one file lbctl edits
+    /// (inventory key `upstream_file`). Required.
+    pub fn upstream_file(mut self, p: impl Into<PathBuf>) -> Self {
+        self.upstream_file = Some(p.into());
+        self
+    }
+
+    /// The main configuration `nginx -t -c` checks (inventory key `conf`).
+    /// Default: nginx's built-in `--conf-path`.
+    pub fn conf(mut self, p: impl Into<PathBuf>) -> Self {
+        self.conf = Some(p.into());
+        self
+    }
+
+    /// The master's pid file (inventory key `pid_file`): the reload is a
+    /// SIGHUP to that process, confirmed by its new workers, and the
+    /// drained signal watches its old workers exit.
+    pub fn pid_file(mut self, p: impl Into<PathBuf>) -> Self {
+        self.pid_file = Some(p.into());
+        self
+    }
+
+    /// nginx's prefix, passed as `-p` (inventory key `prefix`).
+    pub fn prefix(mut self, p: impl Into<PathBuf>) -> Self {
+        self.prefix = Some(p.into());
+        self
+    }
+
+    /// The nginx binary (inventory key `nginx_bin`). Default: `nginx` from
+    /// `PATH`, else `/usr/sbin`, `/usr/local/sbin` or `/sbin`.
+    pub fn nginx_bin(mut self, p: impl Into<PathBuf>) -> Self {
+        self.nginx_bin = Some(p.into());
+        self
+    }
+
+    /// A command that reloads nginx, run with `sh -c` instead of the SIGHUP
+    /// (inventory key `reload_command`, e.g. `systemctl reload nginx`). A
+    /// non-zero exit is a failed reload. With a pid file as well, the
+    /// reload is still confirmed by new workers.
+    pub fn reload_command(mut self, c: &str) -> Self {
+        self.reload_command = Some(c.to_owned());
+        self
+    }
+
+    /// The drained fallback without a pid file (inventory key `grace`): a
+    /// `down` member reports `active = Some(0)` once this long has passed
+    /// since the upstream file was last written.
+    pub fn grace(mut self, d: Duration) -> Self {
+        self.grace = Some(d);
+        self
+    }
+
+    /// How long a reload may take to show new workers (default 10 s).
+    pub fn reload_timeout(mut self, d: Duration) -> Self {
+        self.reload_timeout = d;
+        self
+    }
+
+    /// Checks everything and runs `nginx -V` once (for its version, and
+    /// its built-in paths).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a bad name, a missing `upstream_file`,
+    /// neither `pid_file` nor `reload_command`, an empty path or command,
+    /// a zero reload timeout, or an nginx binary that cannot be found or
+    /// run.
+    pub fn build(self) -> lb_core::Result<Nginx> {
+        let name = self.name;
+        lb_core::validate_name(&name, "balancer", &name)?;
+        let bad = |m: String| Error::invalid_input(&name, m);
+        let upstream_file = self.upstream_file.ok_or_else(|| {
+            bad("upstream_file is required: the file that holds the upstream blocks".into())
+        })?;
+        for (key, p) in [
+            ("upstream_file", Some(&upstream_file)),
+            ("conf", self.conf.as_ref()),
+            ("pid_file", self.pid_file.as_ref()),
+            ("prefix", self.prefix.as_ref()),
+            ("nginx_bin", self.nginx_bin.as_ref()),
+        ] {
+            if p.is_some_and(|p| p.as_os_str().is_empty()) {
+                return Err(bad(format!("{key} is empty")));
+            }
+        }
+        if let Some(c) = &self.reload_command
+            && c.trim().is_empty()
+        {
+            return Err(bad("reload_command is empty".into()));
+        }
+        if self.pid_file.is_none() && self.reload_command.is_none() {
+            return Err(bad(
+                "set pid_file (the reload is a SIGHUP to the master) or reload_command".into(),
+            ));
+        }
+        if self.reload_timeout.is_zero() {
+            return Err(bad("the reload timeout is zero".into()));
+        }
+        let bin = match self.nginx_bin {
+            Some(b) => b,
+            None => find_nginx().ok_or_else(|| {
+                bad("no nginx binary on PATH or in /usr/sbin, /usr/local/sbin, /sbin; set nginx_bin".into())
+            })?,
+        };
+        let out = Command::new(&bin)
+            .arg("-V")
+            .output()
+            .map_err(|e| bad(format!("cannot run {} -V: {e}", bin.display())))?;
+        let text = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        let build = BuildInfo::parse(&text).ok_or_else(|| {
+            bad(format!(
+                "{} -V does not report an nginx version: {:?}",
+                bin.display(),
+                text.trim()
+            ))
+        })?;
+        Ok(Nginx {
+            inner: Arc::new(Inner {
+                name,
+                upstream_file,
+                conf: self.conf,
+                pid_file: self.pid_file,
+                prefix: self.prefix,
+                bin,
+                reload_command: self.reload_command,
+                grace: self.grace,
+                reload_timeout: self.reload_timeout,
+                build,
+                old_workers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+}
+
+fn find_nginx() -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join("nginx"))
+        .find(|p| p.is_file())
+}
+
+/// The admin state a server line says.
+fn admin_of(s: &Server<'_>) -> AdminState {
+    if s.has("down") {
+        AdminState::Maint
+    } else if s.has("drain") {
+        AdminState::Drain
+    } else {
+        AdminState::Ready
+    }
+}
+
+impl Inner {
+    fn caps(&self) -> Capabilities {
+        Capabilities {
+            active_connections: self.pid_file.is_some() || self.grace.is_some(),
+            health: false,
+            weight_range: Some((1, MAX_WEIGHT)),
+            distinct_drain: self.build.has_drain(),
+            drain_signal: if self.pid_file.is_some() {
+                DrainSignal::WorkersExited
+            } else if self.grace.is_some() {
+                DrainSignal::Timer
+            } else {
+                DrainSignal::None
+            },
+        }
+    }
+
+    fn file_label(&self) -> String {
+        self.upstream_file.display().to_string()
+    }
+
+    fn read(&self, path: &Path) -> Result<Vec<u8>, NgxError> {
+        fs::read(path).map_err(|e| NgxError::io(format!("cannot read {}", path.display()), e))
+    }
+
+    fn parse<'b>(&self, path: &Path, bytes: &'b [u8]) -> Result<UpstreamFile<'b>, NgxError> {
+        UpstreamFile::parse(bytes).map_err(|err| NgxError::Parse {
+            file: path.to_owned(),
+            err,
+        })
+    }
+
+    fn lookup<'f, 'b>(
+        &self,
+        f: &'f UpstreamFile<'b>,
+        m: &MemberRef,
+    ) -> Result<&'f Server<'b>, NgxError> {
+        f.find(&m.pool, &m.member).map_err(|l| match l {
+            Lookup::NoUpstream => NgxError::NotFound(format!(
+                "pool {} not found: {} has no upstream {} (member {m})",
+                m.pool,
+                self.file_label(),
+                m.pool
+            )),
+            Lookup::NoServer => NgxError::NotFound(format!(
+                "member {m} not found: upstream {} in {} has no server {}",
+                m.pool,
+                self.file_label(),
+                m.member
+            )),
+            Lookup::DuplicateUpstream(lines) => NgxError::Unsupported(format!(
+                "upstream {} is defined more than once in {} (lines {lines:?}); cannot change {m}",
+                m.pool,
+                self.file_label()
+            )),
+            Lookup::DuplicateServer(lines) => NgxError::Unsupported(format!(
+                "server {} appears more than once in upstream {} of {} (lines {lines:?}); cannot tell which is {m}",
+                m.member,
+                m.pool,
+                self.file_label()
+            )),
+        })
+    }
+
+    /// How long ago the upstream file was last written.
+    fn file_age(&self) -> Option<Duration> {
+        let written = fs::metadata(&self.upstream_file)
+            .and_then(|m| m.modified())
+            .ok()?;
+        Some(
+            SystemTime::now()
+                .duration_since(written)
+                .unwrap_or(Duration::ZERO),
+        )
+    }
+
+    /// Whether every worker older than the last reload has exited (or, with
+    /// no running master to look at, whether the grace period has passed
+    /// since the upstream file was written). `None` when neither signal is
+    /// available.
+    ///
+    /// Old workers are the ones this driver saw before its own reloads
+    /// (exact), and any worker whose title says it is shutting down (which
+    /// also covers reloads made by others, once nginx has told its old
+    /// workers to stop: hence the short [`RETITLE_DELAY`] after a write).
+    fn drained_now(&self) -> Option<bool> {
+        if let Some(pf) = &self.pid_file
+            && let Ok(master) = procs::master_pid(pf)
+        {
+            let kids = procs::children(master);
+            let mut old = self.old_workers.lock().unwrap_or_else(|p| p.into_inner());
+            old.retain(|o| procs::was_there(&kids, o));
+            if !old.is_empty() || kids.iter().any(|c| c.is_shutting_down()) {
+                return Some(false);
+            }
+            return Some(self.file_age().is_some_and(|a| a >= RETITLE_DELAY));
+        }
+        let grace = self.grace?;
+        Some(self.file_age()? >= grace)
+    }
+
+    fn members(&self) -> Result<Vec<Member>, NgxError> {
+        let bytes = self.read(&self.upstream_file)?;
+        let file = self.parse(&self.upstream_file, &bytes)?;
+        let mut drained: Option<Option<bool>> = None;
+        let mut out = Vec::new();
+        for u in file.upstreams() {
+            for s in u.servers() {
+                let admin = admin_of(s);
+                let active = if admin == AdminState::Ready {
+                    None
+                } else {
+                    let d = *drained.get_or_insert_with(|| self.drained_now());
+                    (d == Some(true)).then_some(0)
+                };
+                out.push(Member {
+                    pool: u.name().to_owned(),
+                    name: s.address().to_owned(),
+                    address: s.address().to_owned(),
+                    admin,
+                    health: Health::Unknown,
+                    active,
+                    weight: Some(s.weight().unwrap_or(1)),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn state_edit(&self, s: &Server<'_>, src: &[u8], state: AdminState) -> Edit {
+        let (down, drain) = match (state, self.build.has_drain()) {
+            (AdminState::Ready, _) => (false, false),
+            (AdminState::Drain, true) => (false, true),
+            (AdminState::Drain, false) | (AdminState::Maint, _) => (true, false),
+        };
+        s.set_flag(src, "down", down)
+            .and(s.set_flag(src, "drain", drain))
+    }
+
+    fn set_state(&self, m: &MemberRef, state: AdminState) -> Result<Change, NgxError> {
+        let want = self.caps().reads_back_as(state);
+        self.transact(
+            m,
+            &format!("set {m} {state}"),
+            |s, src| self.state_edit(s, src, state),
+            |s| {
+                let got = admin_of(s);
+                (got == want)
+                    .then_some(())
+                    .ok_or(format!("reads {got}, expected {want}"))
+            },
+        )
+    }
+
+    fn set_weight(&self, m: &MemberRef, weight: u32) -> Result<Change, NgxError> {
+        self.transact(
+            m,
+            &format!("set the weight of {m} to {weight}"),
+            |s, src| s.set_weight(src, weight),
+            |s| {
+                let got = s.weight().unwrap_or(1);
+                (got == weight)
+                    .then_some(())
+                    .ok_or(format!("weight reads {got}, expected {weight}"))
+            },
+        )
+    }
+
+    /// The whole write: lock, read, edit, write, `nginx -t`, reload, read
+    /// back, restoring the original bytes on any failure after the write.
+    fn transact(
+        &self,
+        m: &MemberRef,
+        what: &str,
+        edit: impl Fn(&Server<'_>, &[u8]) -> Edit,
+        check: impl Fn(&Server<'_>) -> Result<(), String>,
+    ) -> Result<Change, NgxError> {
+        // Edit the real file: renaming over a symlink would replace the link.
+        let path = fs::canonicalize(&self.upstream_file).map_err(|e| {
+            NgxError::io(format!("cannot open {}", self.upstream_file.display()), e)
+        })?;
+        let _lock = fsio::lock(&path)
+            .map_err(|e| NgxError::io(format!("cannot lock {}", path.display()), e))?;
+        let original = self.read(&path)?;
+        let file = self.parse(&path, &original)?;
+        let server = self.lookup(&file, m)?;
+        let e = edit(server, &original);
+        if e.is_empty() {
+            return Ok(Change::AlreadyInState);
+        }
+        let new = e.apply(&original);
+        // Check our own edit before anyone sees it.
+        let reparsed = UpstreamFile::parse(&new).map_err(|err| {
+            NgxError::ReadBack(format!("{what}: the edited file would not parse: {err}"))
+        })?;
+        check(self.lookup(&reparsed, m)?)
+            .map_err(|why| NgxError::ReadBack(format!("{what}: the edited file {why}")))?;
+
+        fsio::replace(&path, &new)
+            .map_err(|e| NgxError::io(format!("{what}: cannot write {}", path.display()), e))?;
+        // nginx reads the new bytes from the page cache: let it check them
+        // while the rename is made durable and the reload prepared.
+        let test = self.start_test();
+        let synced = fsio::sync_dir(&path);
+        let prepared = self.prepare_reload();
+        let tested = Self::finish_test(test);
+        let restore = |why: &str| -> Result<(), NgxError> {
+            fsio::write_atomic(&path, &original).map_err(|e| {
+                NgxError::io(
+                    format!(
+                        "{what}: {why}, and restoring {} failed (it holds the change)",
+                        path.display()
+                    ),
+                    e,
+                )
+            })
+        };
+        if let Err(e) = synced {
+            restore("the directory could not be synced")?;
+            return Err(NgxError::io(
+                format!("{what}: cannot sync the directory of {}", path.display()),
+                e,
+            ));
+        }
+        if let Err(msg) = tested {
+            restore("nginx -t failed")?;
+            return Err(match self.nginx_test() {
+                Err(before) => NgxError::AlreadyBroken(format!(
+                    "{what}: nginx -t fails even without this change, so nothing was changed \
+                     ({} is as it was, nginx was not reloaded): {before}",
+                    path.display()
+                )),
+                Ok(()) => NgxError::TestFailed(format!(
+                    "{what}: nginx -t refused the change, so nothing was changed \
+                     ({} is as it was, nginx was not reloaded): {msg}",
+                    path.display()
+                )),
+            });
+        }
+        let old = match prepared.and_then(|p| self.reload(p)) {
+            Ok(old) => old,
+            Err(e) => {
+                restore("the reload failed")?;
+                if matches!(e, Reload::Unconfirmed(_)) {
+                    // nginx may still load the edited file late: reload once
+                    // more so it converges on the restored one.
+                    let _ = self.signal_reload();
+                }
+                let msg = e.message();
+                let msg = format!("{what}: {msg} ({} is as it was)", path.display());
+                return Err(match e {
+                    Reload::Denied(_) => NgxError::Denied(msg),
+                    Reload::NotRunning(_) => NgxError::NotRunning(msg),
+                    _ => NgxError::ReloadFailed(msg),
+                });
+            }
+        };
+        self.old_workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(old);
+        let back_bytes = self.read(&path)?;
+        let back = self.parse(&path, &back_bytes)?;
+        check(self.lookup(&back, m)?).map_err(|why| {
+            NgxError::ReadBack(format!(
+                "{what}: after the reload {} {why} (changed by someone else?)",
+                path.display()
+            ))
+        })?;
+        tracing::info!(balancer = %self.name, "{what}: applied and reloaded");
+        Ok(Change::Applied)
+    }
+
+    fn conf_path(&self) -> Option<PathBuf> {
+        self.conf.clone().or_else(|| self.build.conf_path.clone())
+    }
+
+    /// Runs `nginx -t`; `Err` carries nginx's own message.
+    fn nginx_test(&self) -> Result<(), String> {
+        Self::finish_test(self.start_test())
+    }
+
+    /// Starts `nginx -t`, which then runs while we do other work.
+    fn start_test(&self) -> Result<std::process::Child, String> {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("-t").arg("-q");
+        if let Some(c) = &self.conf {
+            cmd.arg("-c").arg(c);
+        }
+        if let Some(p) = &self.prefix {
+            cmd.arg("-p").arg(p);
+        }
+        if self.build.has_e_flag() {
+            cmd.arg("-e").arg("stderr");
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", self.bin.display()))
+    }
+
+    /// Waits for `nginx -t`; `Err` carries nginx's own message.
+    fn finish_test(child: Result<std::process::Child, String>) -> Result<(), String> {
+        let out = child?
+            .wait_with_output()
+            .map_err(|e| format!("nginx -t: {e}"))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        Err(if lines.is_empty() {
+            format!("nginx -t exited with {}", out.status)
+        } else {
+            lines.join("; ")
+        })
+    }
+
+    /// The error log the master writes to: the first file-based
+    /// `error_log` of the main context of the configuration, else nginx's
+    /// built-in one; relative paths are under the prefix.
+    fn error_log(&self) -> Option<PathBuf> {
+        let from_conf = self.conf_path().and_then(|c| {
+            let text = fs::read(&c).ok()?;
+            let ds = config::main_context(&text).ok()?;
+            ds.into_iter()
+                .filter(|d| d.words[0].value() == "error_log" && d.words.len() >= 2)
+                .map(|d| d.words[1].value().to_owned())
+                .find(|v| v != "stderr" && !v.starts_with("syslog:") && !v.starts_with("memory:"))
+                .map(PathBuf::from)
+        });
+        let p = from_conf.or_else(|| self.build.error_log_path.clone())?;
+        if p.is_absolute() {
+            return Some(p);
+        }
+        let prefix = self.prefix.clone().or_else(|| self.build.prefix.clone())?;
+        Some(prefix.join(p))
+    }
+
+    /// What the reload confirmation compares against, taken before the
+    /// reload (while `nginx -t` runs). `None` without a pid file.
+    fn prepare_reload(&self) -> Result<Option<Prepared>, Reload> {
+        let Some(pf) = &self.pid_file else {
+            return Ok(None);
+        };
+        let master = procs::master_pid(pf).map_err(|e| Reload::NotRunning(e.to_string()))?;
+        Ok(Some(Prepared {
+            master,
+            before: procs::children(master),
+            log: self.error_log().and_then(|p| LogTail::open(&p)),
+        }))
+    }
+
+    /// Sends the reload: the command, or SIGHUP to the master.
+    fn signal_reload(&self) -> Result<(), Reload> {
+        if let Some(cmd) = &self.reload_command {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .output()
+                .map_err(|e| Reload::Failed(format!("cannot run reload_command {cmd:?}: {e}")))?;
+            if !out.status.success() {
+                let text = String::from_utf8_lossy(&out.stderr).into_owned()
+                    + &String::from_utf8_lossy(&out.stdout);
+                return Err(Reload::Failed(format!(
+                    "reload_command {cmd:?} failed ({}): {}",
+                    out.status,
+                    text.trim()
+                )));
+            }
+            return Ok(());
+        }
+        let pf = self
+            .pid_file
+            .as_ref()
+            .expect("build() requires one of the two");
+        let master = procs::master_pid(pf).map_err(|e| Reload::NotRunning(e.to_string()))?;
+        kill(Pid::from_raw(master as i32), Signal::SIGHUP).map_err(|e| match e {
+            Errno::EPERM => Reload::Denied(format!(
+                "not allowed to signal the nginx master (pid {master}): run as its user or root, or set reload_command"
+            )),
+            Errno::ESRCH => Reload::NotRunning(format!("the nginx master (pid {master}) has exited")),
+            e => Reload::Failed(format!("cannot signal the nginx master (pid {master}): {e}")),
+        })
+    }
+
+    /// Reloads and confirms: a new worker under the same master, or
+    /// nginx's own error. Returns the workers that served before the
+    /// reload (they finish their requests and exit).
+    fn reload(&self, prepared: Option<Prepared>) -> Result<Vec<procs::Child>, Reload> {
+        let Some(Prepared {
+            master,
+            before,
+            mut log,
+        }) = prepared
+        else {
+            return self.signal_reload().map(|()| Vec::new());
+        };
+        self.signal_reload()?;
+        let start = Instant::now();
+        let mut emerg: Vec<String> = Vec::new();
+        let mut last_growth = start;
+        loop {
+            let kids = procs::children(master);
+            let fresh = kids
+                .iter()
+                .any(|c| c.is_current_worker() && !procs::was_there(&before, c));
+            if fresh {
+                return Ok(before
+                    .into_iter()
+                    .filter(|c| c.is_current_worker() || c.is_shutting_down())
+                    .collect());
+            }
+            if procs::title(master).is_none() {
+                return Err(Reload::Failed(format!(
+                    "the nginx master (pid {master}) exited during the reload"
+                )));
+            }
+            if let Some(l) = &mut log {
+                let (lines, grew) = l.poll(master);
+                if grew {
+                    last_growth = Instant::now();
+                }
+                emerg.extend(lines);
+            }
+            let waited = start.elapsed();
+            if !emerg.is_empty() && last_growth.elapsed() >= SETTLE_AFTER_EMERG {
+                return Err(Reload::Refused(format!(
+                    "nginx refused the reload and keeps its old configuration: {}",
+                    emerg.join("; ")
+                )));
+            }
+            if waited >= self.reload_timeout {
+                let said = if emerg.is_empty() {
+                    match self.error_log() {
+                        Some(p) => format!("see {}", p.display()),
+                        None => "see nginx's error log".into(),
+                    }
+                } else {
+                    format!("nginx says: {}", emerg.join("; "))
+                };
+                return Err(Reload::Unconfirmed(format!(
+                    "no new nginx worker appeared within {:?} after the reload; {said}",
+                    self.reload_timeout
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(
+                if waited < Duration::from_millis(200) {
+                    2
+                } else {
+                    20
+                },
+            ));
+        }
+    }
+}
+
+/// The master and its workers before a reload, and its error log.
+#[derive(Debug)]
+struct Prepared {
+    master: u32,
+    before: Vec<procs::Child>,
+    log: Option<LogTail>,
+}
+
+/// How a reload went wrong.
+#[derive(Debug)]
+enum Reload {
+    /// nginx said no (its `[emerg]` lines).
+    Refused(String),
+    /// Nothing happened in time, and nginx said nothing we could read.
+    Unconfirmed(String),
+    /// The command failed, or the signal could not be sent.
+    Failed(String),
+    /// Not allowed to signal.
+    Denied(String),
+    /// No master to signal.
+    NotRunning(String),
+}
+
+impl Reload {
+    fn message(&self) -> &str {
+        match self {
+            Reload::Refused(m)
+            | Reload::Unconfirmed(m)
+            | Reload::Failed(m)
+            | Reload::Denied(m)
+            | Reload::NotRunning(m) => m,
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> Result<T, NgxError> + Send + 'static,
+) -> lb_core::Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| e.into_core(name)),
+        Err(e) => Err(Error::unavailable(
+            name,
+            format!("the nginx operation did not complete: {e}"),
+        )),
+    }
+}
+
+#[async_trait]
+impl Balancer for Nginx {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.caps()
+    }
+
+    async fn members(&self) -> lb_core::Result<Vec<Member>> {
+        let inner = self.inner.clone();
+        blocking(&self.inner.name, move || inner.members()).await
+    }
+
+    /// Edits the member's `server` line, checks, reloads and confirms.
+    /// The operation runs to its end on a thread of its own even when the
+    /// future is dropped, so the file is never left half-done.
+    async fn set_state(&self, m: &MemberRef, state: AdminState) -> lb_core::Result<Change> {
+        m.validate(&self.inner.name)?;
+        let (inner, m) = (self.inner.clone(), m.clone());
+        blocking(&self.inner.name, move || inner.set_state(&m, state)).await
+    }
+
+    async fn set_weight(&self, m: &MemberRef, weight: u32) -> lb_core::Result<Change> {
+        m.validate(&self.inner.name)?;
+        if !(1..=MAX_WEIGHT).contains(&weight) {
+            return Err(Error::invalid_input(
+                &self.inner.name,
+                format!("weight {weight} for {m} is out of range 1..={MAX_WEIGHT}"),
+            ));
+        }
+        let (inner, m) = (self.inner.clone(), m.clone());
+        blocking(&self.inner.name, move || inner.set_weight(&m, weight)).await
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        let i = &self.inner;
+        let mut w = Vec::new();
+        if !i.build.has_drain() {
+            let (a, b, c) = i.build.version;
+            w.push(format!(
+                "nginx {a}.{b}.{c} has no `drain` server parameter (1.29.6+): drain marks the server `down`, as maint does"
+            ));
+        }
+        if i.pid_file.is_none() && i.grace.is_none() {
+            w.push(
+                "no pid_file and no grace: lbctl cannot tell when a drained member's requests have finished".into(),
+            );
+        }
+        w
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inner(version: (u32, u32, u32)) -> Inner {
+        Inner {
+            name: "front".into(),
+            upstream_file: "/x".into(),
+            conf: None,
+            pid_file: Some("/p".into()),
+            prefix: None,
+            bin: "nginx".into(),
+            reload_command: None,
+            grace: None,
+            reload_timeout: DEFAULT_RELOAD_TIMEOUT,
+            build: BuildInfo {
+                version,
+                ..BuildInfo::default()
+            },
+            old_workers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The server line after `state`, starting from `line`.
+    fn after(i: &Inner, line: &str, state: AdminState) -> String {
+        let src = format!("upstream u {{ {line} }}");
+        let f = UpstreamFile::parse(src.as_bytes()).unwrap();
+        let s = f.find("u", "a:1").unwrap();
+        let out = i.state_edit(s, src.as_bytes(), state).apply(src.as_bytes());
+        let out = String::from_utf8(out).unwrap();
+        out["upstream u { ".len()..out.len() - 2].to_string()
+    }
+
+    #[test]
+    fn drain_uses_the_drain_parameter_from_nginx_1_29_6() {
+        let new = inner((1, 29, 6));
+        assert!(new.caps().distinct_drain);
+        assert_eq!(
+            after(&new, "server a:1;", AdminState::Drain),
+            "server a:1 drain;"
+        );
+        assert_eq!(
+            after(&new, "server a:1 down;", AdminState::Drain),
+            "server a:1 drain;"
+        );
+        assert_eq!(
+            after(&new, "server a:1 drain;", AdminState::Maint),
+            "server a:1 down;"
+        );
+        assert_eq!(
+            after(&new, "server a:1 drain;", AdminState::Ready),
+            "server a:1;"
+        );
+        assert_eq!(
+            after(&new, "server a:1 down;", AdminState::Ready),
+            "server a:1;"
+        );
+
+        let old = inner((1, 22, 1));
+        assert!(!old.caps().distinct_drain);
+        assert_eq!(
+            old.caps().reads_back_as(AdminState::Drain),
+            AdminState::Maint
+        );
+        assert_eq!(
+            after(&old, "server a:1;", AdminState::Drain),
+            "server a:1 down;"
+        );
+        assert_eq!(
+            after(&old, "server a:1 down;", AdminState::Drain),
+            "server a:1 down;"
+        );
+        assert_eq!(
+            after(&old, "server a:1;", AdminState::Maint),
+            "server a:1 down;"
+        );
+        assert_eq!(
+            after(&old, "server a:1 down;", AdminState::Ready),
+            "server a:1;"
+        );
+    }
+
+    #[test]
+    fn admin_state_from_the_parameters() {
+        let f = UpstreamFile::parse(
+            b"upstream u { server a down; server b drain; server c; server d drain down; }",
+        )
+        .unwrap();
+        let got: Vec<_> = f.upstreams()[0].servers().iter().map(admin_of).collect();
+        assert_eq!(
+            got,
+            [
+                AdminState::Maint,
+                AdminState::Drain,
+                AdminState::Ready,
+                AdminState::Maint
+            ]
+        );
+    }
+}
