@@ -57,8 +57,9 @@ pub struct LoadReport {
     pub connect_errors: u64,
     /// Requests whose connection broke before the answer was complete.
     pub connection_errors: u64,
-    /// Of `connection_errors`: the first request on a reused keep-alive
-    /// connection, which the server had closed.
+    /// Of `connection_errors`: requests on a reused keep-alive connection
+    /// that broke before any answer came — the server closed that idle
+    /// connection as the request went out (nginx does at every reload).
     pub idle_close: u64,
     /// Requests with no answer within the timeout.
     pub timeouts: u64,
@@ -295,8 +296,13 @@ async fn connection(
             .body(Empty::<Bytes>::new())
             .expect("request");
         c.requests.fetch_add(1, Ordering::SeqCst);
+        // Whether the answer's head came: a failure before it, on a reused
+        // connection, is the server closing that idle connection under the
+        // request.
+        let mut head = false;
         let answer = tokio::time::timeout(opts.timeout, async {
             let resp = sender.send_request(req).await?;
+            head = true;
             let status = resp.status();
             let header = |n: &str| {
                 resp.headers()
@@ -337,13 +343,21 @@ async fn connection(
             }
             Ok(Err(e)) => {
                 c.connection_errors.fetch_add(1, Ordering::SeqCst);
-                if used > 0 {
+                let idle = used > 0 && !head;
+                if idle {
                     c.idle_close.fetch_add(1, Ordering::SeqCst);
                 }
+                let when = if idle {
+                    "no answer (idle close)"
+                } else if head {
+                    "after the answer's head"
+                } else {
+                    "no answer"
+                };
                 sample(
                     &c,
                     t0,
-                    format!("request {} on this connection: {e}", used + 1),
+                    format!("request {} on this connection, {when}: {e}", used + 1),
                 );
             }
             Err(_) => {
