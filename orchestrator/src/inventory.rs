@@ -61,7 +61,7 @@ pub enum BalancerConfig {
     /// `kind = "nginx-plus"`: the NGINX Plus REST API.
     NginxPlus(NginxPlusConfig),
     /// `kind = "azure-appgw"`: Azure Application Gateway.
-    AzureAppgw(AzureConfig),
+    AzureAppgw(Box<AzureConfig>),
 }
 
 impl BalancerConfig {
