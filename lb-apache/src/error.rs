@@ -16,10 +16,12 @@ pub(crate) enum ApacheError {
         secs: f64,
         cause: String,
     },
-    #[error(
-        "TLS to {url} failed: {cause} (verification is always on; give the CA that signed the server's certificate with `ca_file`)"
-    )]
-    Tls { url: String, cause: String },
+    #[error("TLS to {url} failed: {cause}{hint}")]
+    Tls {
+        url: String,
+        cause: String,
+        hint: &'static str,
+    },
     #[error("{what} {url}: HTTP {status}: {hint}")]
     Refused {
         what: &'static str,

@@ -389,11 +389,22 @@ impl Apache {
                 secs: self.timeout.as_secs_f64(),
                 cause,
             }
+        } else if self.url.scheme() == "https" && cause.contains("certificate") {
+            ApacheError::Tls {
+                url,
+                cause,
+                hint: " (verification is always on: give the CA that signed the server's \
+                       certificate with `ca_file`)",
+            }
         } else if self.url.scheme() == "https"
-            && (cause.contains("certificate") || cause.contains("tls") || cause.contains("TLS"))
+            && (cause.contains("tls") || cause.contains("TLS"))
             && !cause.contains("onnection refused")
         {
-            ApacheError::Tls { url, cause }
+            ApacheError::Tls {
+                url,
+                cause,
+                hint: "",
+            }
         } else {
             ApacheError::Unreachable { url, cause }
         }
