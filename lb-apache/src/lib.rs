@@ -412,10 +412,7 @@ impl Apache {
 
     async fn body(&self, resp: reqwest::Response) -> Result<String, ApacheError> {
         let bytes = resp.bytes().await.map_err(|e| self.transport(e))?;
-        Ok(match String::from_utf8(bytes.to_vec()) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        })
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     async fn read_xml(&self) -> Result<Manager, ApacheError> {
@@ -428,7 +425,8 @@ impl Apache {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        let text = self.body(resp).await?;
+        let bytes = resp.bytes().await.map_err(|e| self.transport(e))?;
+        let text = String::from_utf8_lossy(&bytes);
         if ctype.contains("html") || text.trim_start().starts_with("<!DOCTYPE HTML") {
             return Err(ApacheError::NotXml {
                 url: self.url.to_string(),
