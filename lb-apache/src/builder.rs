@@ -153,6 +153,12 @@ impl ApacheBuilder {
             .connect_timeout(self.timeout)
             .read_timeout(self.timeout)
             .redirect(reqwest::redirect::Policy::none())
+            // No kept-alive connections: after a graceful restart an old
+            // httpd child keeps serving the connection it holds, with the
+            // old generation's balancer state, so a read could be stale and
+            // a write could land where the new generation never sees it. A
+            // new connection always reaches the current generation.
+            .pool_max_idle_per_host(0)
             .user_agent(concat!("lbctl-lb-apache/", env!("CARGO_PKG_VERSION")));
         if let Some(p) = &self.ca_file {
             let pem = std::fs::read(p)

@@ -645,6 +645,41 @@ async fn basic_auth_with_the_password_from_the_environment() {
     assert_eq!(member(&d, "app", "node2").await.admin, AdminState::Ready);
 }
 
+/// A graceful restart, complete: returns once every child of the old
+/// generation has exited, so that every answer comes from the new one
+/// (right after the signal, old children may still accept a connection
+/// and answer with the old generation's balancer state).
+fn restart_gracefully(web: &lb_lab::Apache) {
+    let children = || -> Vec<u32> {
+        lb_lab::pids_in_group(web.pid())
+            .into_iter()
+            .filter(|p| *p != web.pid())
+            .collect()
+    };
+    let old = children();
+    assert!(!old.is_empty(), "httpd has children");
+    web.graceful();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while children().iter().any(|p| old.contains(p)) {
+        assert!(
+            Instant::now() < deadline,
+            "the old children {old:?} did not exit; now {:?}",
+            children()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+async fn nonce(d: &Apache, pool: &str) -> String {
+    d.read()
+        .await
+        .unwrap()
+        .balancer(pool)
+        .unwrap()
+        .nonce
+        .clone()
+}
+
 #[tokio::test]
 async fn balancer_persist_on_keeps_a_drain_across_a_graceful_restart() {
     let backends = Backend::start_many(2);
@@ -660,16 +695,23 @@ async fn balancer_persist_on_keeps_a_drain_across_a_graceful_restart() {
     d.set_state(&node2, AdminState::Drain).await.unwrap();
     d.set_weight(&node2, 42).await.unwrap();
     assert!(d.warnings().is_empty(), "{:?}", d.warnings());
-    web.graceful();
+    let before = nonce(&d, "app").await;
+    restart_gracefully(&web);
     let m = member(&d, "app", "node2").await;
     assert_eq!(
         (m.admin, m.weight),
         (AdminState::Drain, Some(42)),
         "still drained"
     );
+    assert_eq!(nonce(&d, "app").await, before, "the nonce persists too");
     assert!(d.warnings().is_empty(), "{:?}", d.warnings());
     let seen = spread(&web.frontend_url("app"), 6);
     assert_eq!(seen.get("node2"), None, "{seen:?}");
+    assert_eq!(
+        d.set_state(&node2, AdminState::Ready).await.unwrap(),
+        Change::Applied,
+        "and the new generation takes writes"
+    );
 }
 
 #[tokio::test]
@@ -689,13 +731,20 @@ async fn balancer_persist_off_is_a_warning_and_a_restart_loses_the_drain() {
         w[0].contains("BalancerPersist is off") && w[0].contains("lost on the next Apache restart"),
         "{w:?}"
     );
-    web.graceful();
+    let before = nonce(&d, "app").await;
+    restart_gracefully(&web);
     assert_eq!(
         member(&d, "app", "node2").await.admin,
         AdminState::Ready,
         "what the warning says: the restart put node2 back"
     );
+    assert_ne!(nonce(&d, "app").await, before, "a new nonce");
     assert_eq!(d.warnings(), w);
+    // The new nonce is picked up: writes work at once.
+    assert_eq!(
+        d.set_state(&node2, AdminState::Drain).await.unwrap(),
+        Change::Applied
+    );
 }
 
 #[tokio::test]
