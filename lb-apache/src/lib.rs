@@ -309,11 +309,11 @@ impl Apache {
         let again = rb.try_clone();
         let resp = match rb.send().await {
             Ok(r) => r,
-            // A kept-alive connection that httpd closed as we sent (a
-            // graceful restart closes idle connections): the request was
-            // not answered, and every request here may be repeated (reads,
-            // and writes of absolute values), so try once more on a new
-            // connection. Refused connections and timeouts are not retried.
+            // A connection httpd closed as the request was sent (an old
+            // child exiting after a graceful restart): it was not answered,
+            // and every request here may be repeated (reads, and writes of
+            // absolute values), so try once more on a new connection.
+            // Refused connections and timeouts are not retried.
             Err(e) if !e.is_timeout() && !e.is_connect() && again.is_some() => {
                 tracing::debug!(balancer = %self.name, error = %e, "retrying on a new connection");
                 let again = again.expect("checked");
