@@ -15,12 +15,6 @@ use crate::inventory::BalancerConfig;
 /// or invalid.
 pub fn build(name: &str, cfg: &BalancerConfig) -> Result<Arc<dyn Balancer>> {
     let config = |e: lb_core::Error| Error::Config(format!("[balancers.{name}]: {}", e.message()));
-    let unavailable = || {
-        Err(Error::Config(format!(
-            "[balancers.{name}]: kind {:?} is not available in this build of lbctl",
-            cfg.kind()
-        )))
-    };
     match cfg {
         BalancerConfig::Haproxy(c) => {
             let mut b = lb_haproxy::Haproxy::builder(name).socket(&c.socket);
@@ -98,6 +92,24 @@ pub fn build(name: &str, cfg: &BalancerConfig) -> Result<Arc<dyn Balancer>> {
             }
             Ok(Arc::new(b.build().map_err(config)?))
         }
-        BalancerConfig::Apache(_) => unavailable(),
+        BalancerConfig::Apache(c) => {
+            let mut b = lb_apache::Apache::builder(name).url(&c.url);
+            if let Some(u) = &c.username {
+                b = b.username(u);
+            }
+            if let Some(v) = &c.password_env {
+                b = b.password_env(v);
+            }
+            if let Some(p) = &c.password_file {
+                b = b.password_file(p);
+            }
+            if let Some(p) = &c.ca_file {
+                b = b.ca_file(p);
+            }
+            if let Some(t) = c.timeout {
+                b = b.timeout(t);
+            }
+            Ok(Arc::new(b.build().map_err(config)?))
+        }
     }
 }

@@ -545,3 +545,88 @@ fn strip_volatile(v: &mut serde_json::Value) {
         _ => {}
     }
 }
+
+#[test]
+fn one_node_behind_haproxy_apache_and_nginx_is_drained_everywhere_in_one_command() {
+    let backends = Backend::start_many(3);
+    let pools = Pools::new().pool("app", &backends);
+    let hap = Haproxy::start(&pools);
+    let web = lb_lab::Apache::start(&pools);
+    let ngx = lb_lab::Nginx::start(&pools);
+    let inv = nodes_section(&backends)
+        + &haproxy_section("edge", &hap.admin_socket())
+        + &format!(
+            "[balancers.web]\nkind = \"apache\"\nurl = \"{}\"\n\n",
+            web.manager_url()
+        )
+        + &nginx_section("front", &ngx);
+    let env = Env::new(&inv);
+    let frontends = [
+        hap.frontend_url("app"),
+        web.frontend_url("app"),
+        ngx.frontend_url("app"),
+    ];
+
+    let v = env.json(&["drain", "node2"]);
+    let members = v["nodes"][0]["members"].as_array().unwrap();
+    let mut kinds: Vec<&str> = members
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap())
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["apache", "haproxy", "nginx"], "{v}");
+    assert!(
+        members
+            .iter()
+            .all(|m| m["admin"] == "maint" && m["change"] == "applied"),
+        "{v}"
+    );
+    for url in &frontends {
+        let seen = answered_by(url, 24);
+        assert!(
+            !seen.iter().any(|b| b == "node2"),
+            "no request reaches node2 through {url}: {seen:?}"
+        );
+    }
+
+    // status --output json: exactly the shape DESIGN.md documents.
+    let v = env.json(&["status", "node2"]);
+    let node = &v["nodes"][0];
+    assert_eq!(
+        node.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["node", "address", "members"]
+    );
+    for m in node["members"].as_array().unwrap() {
+        let keys: Vec<&String> = m.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "balancer", "kind", "pool", "member", "admin", "health", "active", "weight"
+            ],
+            "{m}"
+        );
+        assert_eq!(m["admin"], "maint");
+        assert!(["up", "down", "unknown"].contains(&m["health"].as_str().unwrap()));
+    }
+    let nginx_member = node["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["kind"] == "nginx")
+        .unwrap();
+    assert_eq!(nginx_member["member"], backends[1].addr().to_string());
+    assert_eq!(
+        nginx_member["health"], "unknown",
+        "open-source nginx does not know"
+    );
+
+    let v = env.json(&["undrain", "node2"]);
+    assert_eq!(v["nodes"][0]["result"], "undrained");
+    for url in &frontends {
+        let seen = answered_by(url, 24);
+        assert!(
+            seen.iter().any(|b| b == "node2"),
+            "traffic returns to node2 through {url}: {seen:?}"
+        );
+    }
+}
