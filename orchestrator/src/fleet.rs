@@ -1046,7 +1046,11 @@ impl Fleet {
     fn driver_warnings(&self, targets: &[Target], out: &mut Vec<String>) {
         for b in self.involved(targets) {
             for w in b.lb.warnings() {
-                let w = format!("{}: {w}", b.name);
+                let w = if w.starts_with(&format!("{}: ", b.name)) {
+                    w
+                } else {
+                    format!("{}: {w}", b.name)
+                };
                 if !out.contains(&w) {
                     out.push(w);
                 }
