@@ -800,6 +800,7 @@ impl Fleet {
                 warnings.push(format!("guard overridden by --force: {r}"));
             }
         }
+        self.driver_warnings(&targets, &mut warnings);
         for b in self.involved(&targets) {
             if !b.lb.capabilities().active_connections {
                 warnings.push(format!(
@@ -807,11 +808,6 @@ impl Fleet {
                     b.name
                 ));
             }
-            warnings.extend(
-                b.lb.warnings()
-                    .into_iter()
-                    .map(|w| format!("{}: {w}", b.name)),
-            );
         }
         let mut ledger = Ledger::new(&targets);
         // Members already in maint stay there: drain would let persistent
@@ -895,6 +891,7 @@ impl Fleet {
             run.end("ok", None)?;
         }
         let fresh = self.read_all().await.ok();
+        self.driver_warnings(&targets, &mut warnings);
         Ok(ChangeReport {
             nodes: self.report(
                 &nodes,
@@ -910,7 +907,8 @@ impl Fleet {
     }
 
     /// Puts `names` back into rotation on every balancer at once, then
-    /// waits until every balancer that reports health sees them up.
+    /// waits until no balancer that reports health sees them down (up, or
+    /// unknown where the balancer does not check the member).
     ///
     /// # Errors
     ///
@@ -931,13 +929,7 @@ impl Fleet {
         let snap = self.read_all().await?;
         let targets = self.resolve_all(&nodes, &snap)?;
         let mut warnings = Vec::new();
-        for b in self.involved(&targets) {
-            warnings.extend(
-                b.lb.warnings()
-                    .into_iter()
-                    .map(|w| format!("{}: {w}", b.name)),
-            );
-        }
+        self.driver_warnings(&targets, &mut warnings);
         let mut ledger = Ledger::new(&targets);
         let to_ready: Vec<&Target> = targets
             .iter()
@@ -975,14 +967,17 @@ impl Fleet {
                 .iter()
                 .filter(|t| self.balancers[t.bal].lb.capabilities().health)
                 .collect();
-            let healthy = |m: &Member| m.health == Health::Up;
+            // Up, or unknown where the balancer does not check this member
+            // (HAProxy without `check`, an Azure pool no rule routes to):
+            // only a balancer that sees it down is waited for.
+            let healthy = |m: &Member| m.health != Health::Down;
             if let Err((last, err)) = self.wait_for("coming up", &watched, timeout, healthy).await {
                 if let Some(e) = err {
                     return Err(e);
                 }
                 return Err(Error::Timeout(format!(
                     "timed out after {} waiting for the balancers to see {} healthy: {}; it is in rotation \
-                     (ready) but not up",
+                     (ready) but down",
                     crate::duration::format_duration(timeout),
                     names.join(", "),
                     self.describe_pending(&watched, last.as_ref(), healthy)
@@ -991,6 +986,7 @@ impl Fleet {
             waited = started.elapsed();
         }
         let fresh = self.read_all().await.ok();
+        self.driver_warnings(&targets, &mut warnings);
         Ok(ChangeReport {
             nodes: self.report(
                 &nodes,
@@ -1043,6 +1039,23 @@ impl Fleet {
             run.done(seq, &res)?;
         }
         Ok(res)
+    }
+
+    /// Adds what the drivers involved warn about (as of their last read),
+    /// each once.
+    fn driver_warnings(&self, targets: &[Target], out: &mut Vec<String>) {
+        for b in self.involved(targets) {
+            for w in b.lb.warnings() {
+                let w = if w.starts_with(&format!("{}: ", b.name)) {
+                    w
+                } else {
+                    format!("{}: {w}", b.name)
+                };
+                if !out.contains(&w) {
+                    out.push(w);
+                }
+            }
+        }
     }
 
     fn involved(&self, targets: &[Target]) -> Vec<&FleetBalancer> {

@@ -61,7 +61,7 @@ pub enum BalancerConfig {
     /// `kind = "nginx-plus"`: the NGINX Plus REST API.
     NginxPlus(NginxPlusConfig),
     /// `kind = "azure-appgw"`: Azure Application Gateway.
-    AzureAppgw(AzureConfig),
+    AzureAppgw(Box<AzureConfig>),
 }
 
 impl BalancerConfig {
@@ -170,9 +170,16 @@ pub struct AzureConfig {
     pub secret_file: Option<PathBuf>,
     /// `static-token`: the environment variable holding the bearer token.
     pub token_env: Option<String>,
+    /// The Entra ID sign-in host (sovereign clouds).
+    pub authority_host: Option<String>,
+    /// Extra CA certificates (PEM) to trust.
+    pub ca_file: Option<PathBuf>,
     /// Per-request timeout.
     #[serde(default, with = "serde_opt")]
     pub timeout: Option<Duration>,
+    /// How long one gateway update may take (default 30m).
+    #[serde(default, with = "serde_opt")]
+    pub operation_timeout: Option<Duration>,
 }
 
 /// `[nodes.NAME]`.

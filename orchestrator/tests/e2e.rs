@@ -373,3 +373,258 @@ fn the_library_example_drains_and_undrains_a_real_haproxy() {
     );
     assert_eq!(admin_bits(&hap, "node2"), 0);
 }
+
+fn nginx_section(name: &str, n: &lb_lab::Nginx) -> String {
+    format!(
+        "[balancers.{name}]\nkind = \"nginx\"\nupstream_file = \"{}\"\nconf = \"{}\"\npid_file = \"{}\"\nprefix = \"{}\"\n\n",
+        n.upstream_file().display(),
+        n.conf().display(),
+        n.pid_file().display(),
+        n.prefix()
+    )
+}
+
+#[test]
+fn two_lbctl_processes_drain_two_nodes_of_one_nginx_upstream_at_once() {
+    let backends = Backend::start_many(3);
+    let ngx = lb_lab::Nginx::start(&Pools::new().pool("app", &backends));
+    let env = Env::new(&(nodes_section(&backends) + &nginx_section("front", &ngx)));
+    let a = env
+        .cmd(&["drain", "node1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let b = env
+        .cmd(&["drain", "node2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for (node, child) in [("node1", a), ("node2", b)] {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "drain {node}: {}", stderr(&out));
+    }
+    let up = std::fs::read_to_string(ngx.upstream_file()).unwrap();
+    for b in &backends[..2] {
+        assert!(
+            up.contains(&format!("server {} down;", b.addr())),
+            "both applied: {up}"
+        );
+    }
+    assert!(
+        up.contains(&format!("server {};", backends[2].addr())),
+        "{up}"
+    );
+    let seen = answered_by(&ngx.frontend_url("app"), 12);
+    assert!(seen.iter().all(|b| b == "node3"), "{seen:?}");
+
+    // The journal: two runs, each with its intents, their outcomes and an end.
+    let journal = std::fs::read_to_string(env.state().join("journal.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let runs: std::collections::BTreeSet<&str> =
+        records.iter().map(|r| r["run"].as_str().unwrap()).collect();
+    assert_eq!(runs.len(), 2, "{journal}");
+    for run in runs {
+        let events: Vec<&str> = records
+            .iter()
+            .filter(|r| r["run"] == run)
+            .map(|r| r["event"].as_str().unwrap())
+            .collect();
+        assert_eq!(events.first(), Some(&"start"), "{events:?}");
+        assert_eq!(events.last(), Some(&"end"), "{events:?}");
+        assert_eq!(
+            events.iter().filter(|e| **e == "intent").count(),
+            events.iter().filter(|e| **e == "done").count(),
+            "every intent has its outcome: {events:?}"
+        );
+    }
+    assert!(
+        env.json(&["recover", "--dry-run"])["recovered"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // Guard: node3 is the last one.
+    let out = env.run(&["drain", "node3"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+}
+
+#[test]
+fn an_azure_application_gateway_is_drained_and_restored_through_lbctl() {
+    let arm = lb_lab::FakeArm::start();
+    arm.accept_token("e2e-token");
+    arm.set_retry_after(1);
+    arm.set_health("10.0.0.1", "Up");
+    arm.set_health("10.0.0.2", "Up");
+    let example: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/azure/ApplicationGatewayGet.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    arm.insert_gateway(
+        "subid",
+        "rg1",
+        "appgw",
+        example["responses"]["200"]["body"].clone(),
+    );
+    let before = arm.gateway("subid", "rg1", "appgw").unwrap();
+    let inv = format!(
+        "[nodes.web1]\naddress = \"10.0.0.1:80\"\n[nodes.web2]\naddress = \"10.0.0.2:80\"\n\n\
+         [balancers.agw]\nkind = \"azure-appgw\"\nsubscription = \"subid\"\nresource_group = \"rg1\"\n\
+         gateway = \"appgw\"\ncredential = \"static-token\"\ntoken_env = \"LBCTL_E2E_TOKEN\"\nendpoint = \"{}\"\n",
+        arm.endpoint()
+    );
+    let env = Env::new(&inv);
+    let run = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend(["--output", "json"]);
+        let out = env
+            .cmd(&a)
+            .env("LBCTL_E2E_TOKEN", "e2e-token")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("e2e-token"),
+            "the token is never printed"
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let v = run(&["drain", "web1"]);
+    let m = &v["nodes"][0]["members"][0];
+    assert_eq!(
+        (m["kind"].as_str(), m["pool"].as_str(), m["member"].as_str()),
+        (Some("azure-appgw"), Some("appgwpool1"), Some("10.0.0.1"))
+    );
+    assert_eq!(m["admin"], "maint");
+    let pool =
+        &arm.gateway("subid", "rg1", "appgw").unwrap()["properties"]["backendAddressPools"][1];
+    assert_eq!(
+        pool["properties"]["backendAddresses"],
+        serde_json::json!(["10.0.0.2"])
+    );
+    // Guard: web2 is the pool's last member.
+    let out = env
+        .cmd(&["drain", "web2"])
+        .env("LBCTL_E2E_TOKEN", "e2e-token")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+
+    run(&["undrain", "web1"]);
+    let mut after = arm.gateway("subid", "rg1", "appgw").unwrap();
+    let mut before = before;
+    for g in [&mut before, &mut after] {
+        strip_volatile(g);
+    }
+    assert_eq!(
+        after, before,
+        "the gateway is as it was, but for etags and provisioning states"
+    );
+}
+
+fn strip_volatile(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.remove("etag");
+            m.remove("provisioningState");
+            for (_, x) in m.iter_mut() {
+                strip_volatile(x);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_volatile),
+        _ => {}
+    }
+}
+
+#[test]
+fn one_node_behind_haproxy_apache_and_nginx_is_drained_everywhere_in_one_command() {
+    let backends = Backend::start_many(3);
+    let pools = Pools::new().pool("app", &backends);
+    let hap = Haproxy::start(&pools);
+    let web = lb_lab::Apache::start(&pools);
+    let ngx = lb_lab::Nginx::start(&pools);
+    let inv = nodes_section(&backends)
+        + &haproxy_section("edge", &hap.admin_socket())
+        + &format!(
+            "[balancers.web]\nkind = \"apache\"\nurl = \"{}\"\n\n",
+            web.manager_url()
+        )
+        + &nginx_section("front", &ngx);
+    let env = Env::new(&inv);
+    let frontends = [
+        hap.frontend_url("app"),
+        web.frontend_url("app"),
+        ngx.frontend_url("app"),
+    ];
+
+    let v = env.json(&["drain", "node2"]);
+    let members = v["nodes"][0]["members"].as_array().unwrap();
+    let mut kinds: Vec<&str> = members
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap())
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["apache", "haproxy", "nginx"], "{v}");
+    assert!(
+        members
+            .iter()
+            .all(|m| m["admin"] == "maint" && m["change"] == "applied"),
+        "{v}"
+    );
+    for url in &frontends {
+        let seen = answered_by(url, 24);
+        assert!(
+            !seen.iter().any(|b| b == "node2"),
+            "no request reaches node2 through {url}: {seen:?}"
+        );
+    }
+
+    // status --output json: exactly the shape DESIGN.md documents.
+    let v = env.json(&["status", "node2"]);
+    let node = &v["nodes"][0];
+    assert_eq!(
+        node.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["node", "address", "members"]
+    );
+    for m in node["members"].as_array().unwrap() {
+        let keys: Vec<&String> = m.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "balancer", "kind", "pool", "member", "admin", "health", "active", "weight"
+            ],
+            "{m}"
+        );
+        assert_eq!(m["admin"], "maint");
+        assert!(["up", "down", "unknown"].contains(&m["health"].as_str().unwrap()));
+    }
+    let nginx_member = node["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["kind"] == "nginx")
+        .unwrap();
+    assert_eq!(nginx_member["member"], backends[1].addr().to_string());
+    assert_eq!(
+        nginx_member["health"], "unknown",
+        "open-source nginx does not know"
+    );
+
+    let v = env.json(&["undrain", "node2"]);
+    assert_eq!(v["nodes"][0]["result"], "undrained");
+    for url in &frontends {
+        let seen = answered_by(url, 24);
+        assert!(
+            seen.iter().any(|b| b == "node2"),
+            "traffic returns to node2 through {url}: {seen:?}"
+        );
+    }
+}

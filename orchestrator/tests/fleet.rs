@@ -269,7 +269,7 @@ async fn undrain_waits_until_balancers_see_the_node_up() {
     let e = f.undrain(&n("node2"), &opts).await.unwrap_err();
     assert_eq!(e.exit_code(), ExitCode::Timeout);
     assert!(
-        e.to_string().contains("in rotation (ready) but not up"),
+        e.to_string().contains("in rotation (ready) but down"),
         "{e}"
     );
 

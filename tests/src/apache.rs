@@ -101,7 +101,10 @@ impl Apache {
         for p in &pools.pools {
             let _ = writeln!(c, "<Proxy balancer://{}>", p.name);
             for m in &p.members {
-                let _ = write!(c, "    BalancerMember http://{} route={}", m.addr, m.name);
+                let _ = write!(c, "    BalancerMember http://{}", m.addr);
+                if !m.name.is_empty() {
+                    let _ = write!(c, " route={}", m.name);
+                }
                 if let Some(w) = m.weight {
                     let _ = write!(c, " loadfactor={w}");
                 }

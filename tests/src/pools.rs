@@ -6,7 +6,8 @@ use crate::Backend;
 #[derive(Debug, Clone)]
 pub struct MemberSpec {
     /// Its name: HAProxy's server name, Apache's route (nginx names members
-    /// by address).
+    /// by address). For Apache, an empty name writes the member without a
+    /// route.
     pub name: String,
     /// Where it listens.
     pub addr: SocketAddr,
