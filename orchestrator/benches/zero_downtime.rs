@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! cargo bench -p orchestrator --bench zero_downtime            # 5 runs per balancer
-//! cargo bench -p orchestrator --bench zero_downtime -- --runs 10 --only haproxy
+//! cargo bench -p orchestrator --bench zero_downtime -- --runs 10 --only haproxy,apache
 //! ```
 //!
 //! The upgrade hook takes 4 s (an upgrade is never instant; it is also
@@ -21,13 +21,14 @@ use std::fmt::Write as _;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lb_lab::{AppNodes, Haproxy, Load, LoadOptions, LoadReport, Nginx, PoolSpec, Pools};
+use lb_lab::{Apache, AppNodes, Haproxy, Load, LoadOptions, LoadReport, Nginx, PoolSpec, Pools};
 
 const NODES: usize = 3;
 const UPGRADE_SECS: u32 = 4;
 
 enum Lb {
     Haproxy(Haproxy),
+    Apache(Apache),
     Nginx(Nginx),
 }
 
@@ -40,6 +41,7 @@ impl Lb {
         let pools = Pools::new().with(p);
         match kind {
             "haproxy" => Lb::Haproxy(Haproxy::start(&pools)),
+            "apache" => Lb::Apache(Apache::start(&pools)),
             "nginx" => Lb::Nginx(Nginx::start(&pools)),
             other => panic!("no balancer {other} in this benchmark"),
         }
@@ -50,6 +52,10 @@ impl Lb {
             Lb::Haproxy(h) => format!(
                 "[balancers.edge]\nkind = \"haproxy\"\nsocket = \"{}\"\n",
                 h.admin_socket().display()
+            ),
+            Lb::Apache(a) => format!(
+                "[balancers.web]\nkind = \"apache\"\nurl = \"{}\"\n",
+                a.manager_url()
             ),
             Lb::Nginx(n) => format!(
                 "[balancers.front]\nkind = \"nginx\"\nupstream_file = \"{}\"\nconf = \"{}\"\npid_file = \"{}\"\nprefix = \"{}\"\n",
@@ -64,6 +70,7 @@ impl Lb {
     fn url(&self) -> String {
         match self {
             Lb::Haproxy(h) => h.frontend_url("app"),
+            Lb::Apache(a) => a.frontend_url("app"),
             Lb::Nginx(n) => n.frontend_url("app"),
         }
     }
@@ -72,7 +79,7 @@ impl Lb {
     /// undrain of each node), done bare.
     fn reloads(&self) -> Option<usize> {
         match self {
-            Lb::Haproxy(_) => None,
+            Lb::Haproxy(_) | Lb::Apache(_) => None,
             Lb::Nginx(_) => Some(2 * NODES),
         }
     }
@@ -200,7 +207,7 @@ fn main() {
             .and_then(|i| args.get(i + 1).cloned())
     };
     let runs: usize = flag("--runs").and_then(|r| r.parse().ok()).unwrap_or(5);
-    let only = flag("--only").unwrap_or_else(|| "haproxy,nginx".into());
+    let only = flag("--only").unwrap_or_else(|| "haproxy,apache,nginx".into());
     let mut table = String::from(
         "| balancer | runs | requests with lbctl | failed with lbctl | of which reload closes | naive: requests / failed | bare reloads: requests / failed | overhead per run (mean) | per node (mean / max) |\n|---|---|---|---|---|---|---|---|---|\n",
     );

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use lb_lab::{
-    AppNodes, FakeZdu, Haproxy, Load, LoadOptions, LoadReport, Nginx, PoolSpec, Pools, http,
+    Apache, AppNodes, FakeZdu, Haproxy, Load, LoadOptions, LoadReport, Nginx, PoolSpec, Pools, http,
 };
 
 /// A scratch dir with an inventory, a plan and a state dir.
@@ -123,6 +123,13 @@ fn nginx_section(n: &Nginx) -> String {
         n.conf().display(),
         n.pid_file().display(),
         n.prefix()
+    )
+}
+
+fn apache_section(a: &Apache) -> String {
+    format!(
+        "[balancers.web]\nkind = \"apache\"\nurl = \"{}\"\n",
+        a.manager_url()
     )
 }
 
@@ -260,6 +267,38 @@ fn a_rolling_upgrade_through_haproxy_under_load_loses_no_request() {
         naive.failed > 0,
         "a naive restart loses requests: {naive:?}"
     );
+}
+
+#[test]
+fn a_rolling_upgrade_through_apache_under_load_loses_no_request() {
+    let apps = AppNodes::start_many(3);
+    let ids = apps.ids();
+    let web = Apache::start(&pool(&apps, &ids));
+    let env = Env::new(
+        &inventory(&apps, &apache_section(&web)),
+        &upgrade_plan(&apps, &ids),
+    );
+    let traffic = load(&web.frontend_url("app"));
+    let out = env.rolling(&["--output", "json"]);
+    traffic.wait_for_ok(100);
+    let r = traffic.stop();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_no_failure(&r, "with lbctl");
+    assert!(r.by_version.contains_key("2"), "{r:?}");
+    let v: serde_json::Value = serde_json::from_slice(
+        &env.cmd(&["status", "--output", "json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    for n in v["nodes"].as_array().unwrap() {
+        assert_eq!(n["members"][0]["admin"], "ready", "{n}");
+        assert_eq!(n["members"][0]["kind"], "apache", "{n}");
+    }
+    for id in &ids {
+        assert_eq!(apps.installed_version(id), "2");
+    }
 }
 
 #[test]
