@@ -116,13 +116,15 @@ struct Run {
     lbctl: LoadReport,
     naive: LoadReport,
     bare: Option<LoadReport>,
-    overhead: Duration,
+    /// `None` when lbctl stopped (then `stopped` says why).
+    overhead: Option<Duration>,
+    stopped: Option<String>,
 }
 
 fn one_run(kind: &str, dir: &std::path::Path) -> Run {
     let apps = AppNodes::start_many(NODES);
     let lb = Lb::start(kind, &apps);
-    let mut inv = String::from("[defaults]\ndrain_timeout = \"1m\"\nundrain_timeout = \"1m\"\n\n");
+    let mut inv = String::from("[defaults]\ndrain_timeout = \"15s\"\nundrain_timeout = \"1m\"\n\n");
     inv.push_str(&lb.section());
     for id in apps.ids() {
         let _ = writeln!(inv, "\n[nodes.{id}]\naddress = \"{}\"", apps.addr(id));
@@ -144,14 +146,37 @@ fn one_run(kind: &str, dir: &std::path::Path) -> Run {
     let wall = t0.elapsed();
     traffic.wait_for_ok(200);
     let lbctl = traffic.stop();
-    assert!(
-        out.status.success(),
-        "lbctl rolling failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ms = |k: &str| Duration::from_millis(v["timing"][k].as_u64().unwrap());
-    let overhead = wall.saturating_sub(ms("hooks_ms") + ms("drain_wait_ms"));
+    let (overhead, stopped) = if out.status.success() {
+        let ms = |k: &str| Duration::from_millis(v["timing"][k].as_u64().unwrap());
+        (
+            Some(wall.saturating_sub(ms("hooks_ms") + ms("drain_wait_ms"))),
+            None,
+        )
+    } else {
+        // Counted, not hidden: the run stopped (the table says how often);
+        // put everything back for the naive phase.
+        let why = v["error"]["message"]
+            .as_str()
+            .unwrap_or("?")
+            .lines()
+            .next()
+            .unwrap_or("?")
+            .to_string();
+        let ids = apps.ids();
+        let mut undrain = vec!["undrain"];
+        undrain.extend(&ids);
+        let _ = Command::new(env!("CARGO_BIN_EXE_lbctl"))
+            .args(&undrain)
+            .env("LBCTL_CONFIG", dir.join("lbctl.toml"))
+            .env("LBCTL_STATE_DIR", dir.join("state"))
+            .output();
+        for id in ids {
+            let cmd = hook(&apps, "start").replace("{node}", id);
+            let _ = Command::new("sh").args(["-c", &cmd]).output();
+        }
+        (None, Some(why))
+    };
 
     // Naive: the same hooks, node after node, no balancer involved.
     let traffic = load(&lb.url());
@@ -196,6 +221,7 @@ fn one_run(kind: &str, dir: &std::path::Path) -> Run {
         naive,
         bare,
         overhead,
+        stopped,
     }
 }
 
@@ -209,7 +235,7 @@ fn main() {
     let runs: usize = flag("--runs").and_then(|r| r.parse().ok()).unwrap_or(5);
     let only = flag("--only").unwrap_or_else(|| "haproxy,apache,nginx".into());
     let mut table = String::from(
-        "| balancer | runs | requests with lbctl | failed with lbctl | of which reload closes | naive: requests / failed | bare reloads: requests / failed | overhead per run (mean) | per node (mean / max) |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| balancer | runs | lbctl runs completed | requests with lbctl | failed with lbctl | of which reload closes | naive: requests / failed | bare reloads: requests / failed | overhead per run (mean) | per node (mean / max) |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for kind in only.split(',') {
         let mut rs = Vec::new();
@@ -217,13 +243,17 @@ fn main() {
             let dir = tempfile::tempdir().unwrap();
             let r = one_run(kind, dir.path());
             eprintln!(
-                "{kind} run {i}/{runs}: lbctl {} requests, {} failed ({} idle closes); naive {} requests, {} failed; overhead {} ms{}",
+                "{kind} run {i}/{runs}: lbctl {} requests, {} failed ({} idle closes); naive {} requests, {} failed; {}{}",
                 r.lbctl.requests,
                 r.lbctl.failed,
                 r.lbctl.idle_close,
                 r.naive.requests,
                 r.naive.failed,
-                r.overhead.as_millis(),
+                match (&r.overhead, &r.stopped) {
+                    (Some(o), _) => format!("overhead {} ms", o.as_millis()),
+                    (None, Some(why)) => format!("lbctl stopped: {why}"),
+                    _ => String::new(),
+                },
                 r.bare.as_ref().map_or(String::new(), |b| format!(
                     "; bare reloads {} requests, {} failed",
                     b.requests, b.failed
@@ -235,10 +265,19 @@ fn main() {
             rs.push(r);
         }
         let sum = |f: &dyn Fn(&Run) -> u64| rs.iter().map(f).sum::<u64>();
-        let per_node: Vec<u128> = rs
+        let overheads: Vec<u128> = rs
             .iter()
-            .map(|r| r.overhead.as_millis() / NODES as u128)
+            .filter_map(|r| r.overhead.map(|o| o.as_millis()))
             .collect();
+        let per_node: Vec<u128> = overheads.iter().map(|o| o / NODES as u128).collect();
+        let done = overheads.len();
+        let mean = |v: &[u128]| {
+            if v.is_empty() {
+                0
+            } else {
+                v.iter().sum::<u128>() / v.len() as u128
+            }
+        };
         let bare = if rs.iter().all(|r| r.bare.is_some()) {
             format!(
                 "{} / {}",
@@ -250,15 +289,15 @@ fn main() {
         };
         let _ = writeln!(
             table,
-            "| {kind} | {runs} | {} | {} | {} | {} / {} | {bare} | {} ms | {} / {} ms |",
+            "| {kind} | {runs} | {done} | {} | {} | {} | {} / {} | {bare} | {} ms | {} / {} ms |",
             sum(&|r| r.lbctl.requests),
             sum(&|r| r.lbctl.failed),
             sum(&|r| r.lbctl.idle_close),
             sum(&|r| r.naive.requests),
             sum(&|r| r.naive.failed),
-            rs.iter().map(|r| r.overhead.as_millis()).sum::<u128>() / runs as u128,
-            per_node.iter().sum::<u128>() / runs as u128,
-            per_node.iter().max().unwrap()
+            mean(&overheads),
+            mean(&per_node),
+            per_node.iter().max().copied().unwrap_or(0)
         );
     }
     println!("\n{table}");

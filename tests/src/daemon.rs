@@ -35,8 +35,8 @@ pub fn find_binary(name: &str, package: &str) -> PathBuf {
 /// The path of one of the lab's own binaries (`lab-app`, `lbctl-lab`),
 /// next to the running program in the target directory. It is built
 /// first (`cargo build -p lb-lab --bin NAME`, in the same profile) when
-/// it is missing or older than the running program, so tests of other
-/// packages can use it.
+/// it is missing or older than a source file of the lab, so tests of
+/// other packages can use it.
 ///
 /// # Panics
 ///
@@ -50,9 +50,15 @@ pub fn lab_binary(name: &str) -> PathBuf {
     }
     let path = dir.join(name);
     let modified = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
-    let stale = match (modified(&path), modified(&exe)) {
-        (Some(bin), Some(me)) => bin < me,
-        _ => true,
+    let stale = match modified(&path) {
+        None => true,
+        Some(bin) => {
+            let src = Path::new(env!("CARGO_MANIFEST_DIR"));
+            newest(&src.join("src"))
+                .into_iter()
+                .chain(modified(&src.join("Cargo.toml")))
+                .any(|t| t > bin)
+        }
     };
     let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
     if stale && !built.iter().any(|b| b == name) {
@@ -77,6 +83,20 @@ pub fn lab_binary(name: &str) -> PathBuf {
         built.push(name.to_string());
     }
     path
+}
+
+/// The newest modification time of the files under `dir`.
+fn newest(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut best = None;
+    for e in fs::read_dir(dir).ok()?.flatten() {
+        let t = if e.path().is_dir() {
+            newest(&e.path())
+        } else {
+            e.metadata().and_then(|m| m.modified()).ok()
+        };
+        best = best.max(t);
+    }
+    best
 }
 
 /// Whether something accepts TCP connections on `127.0.0.1:port`.

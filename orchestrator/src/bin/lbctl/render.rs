@@ -308,9 +308,10 @@ impl RollingDisplay {
         self.bar.is_some()
     }
 
+    /// A line on stdout (above the live line, which stays on stderr).
     fn say(&self, line: String) {
         match &self.bar {
-            Some(b) => b.println(line),
+            Some(b) => b.suspend(|| println!("{line}")),
             None => println!("{line}"),
         }
     }
