@@ -285,7 +285,7 @@ fn main() {
                 sum(&|r| r.bare.as_ref().map_or(0, |b| b.failed))
             )
         } else {
-            "no reload (runtime API)".into()
+            "none (lbctl reloads nothing)".into()
         };
         let _ = writeln!(
             table,
