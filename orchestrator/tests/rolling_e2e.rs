@@ -803,3 +803,69 @@ fn zdu_is_never_cancelled_in_mixed_and_resume_approves() {
     assert_eq!(z.state(), "STABLE");
     assert_eq!(z.version(), "9.2.1");
 }
+
+#[test]
+fn bad_plans_and_empty_resumes_are_exit_2_naming_what_is_wrong() {
+    let inv = "[nodes.node1]\naddress = \"127.0.0.1:1\"\n";
+    let plan = "[[group]]\nname = \"app\"\nnodes = [\"node1\"]\nbalanced = false\nbacth = 2\n";
+    let env = Env::new(inv, plan);
+    let out = env.rolling(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("plan.toml") && err.contains("line 5") && err.contains("bacth"),
+        "{err}"
+    );
+    let out = env.rolling(&["--output", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(json(&out)["error"]["kind"], "config");
+
+    std::fs::write(
+        env.plan(),
+        format!("rebalance = true\n{}", plan.replace("bacth = 2\n", "")),
+    )
+    .unwrap();
+    let err = text(&env.rolling(&[]).stderr);
+    assert!(err.contains("rebalance") && err.contains("line 1"), "{err}");
+
+    std::fs::write(env.plan(), plan.replace("bacth = 2\n", "")).unwrap();
+    let out = env.rolling(&["--resume"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("nothing to resume"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = env.rolling(&["--resume", "--restart"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "the two flags exclude each other"
+    );
+
+    // An unbalanced node with no balancer at all: hooks and gates only.
+    std::fs::write(
+        env.plan(),
+        plan.replace(
+            "bacth = 2\n",
+            "[group.hooks]\nupgrade = \"echo upgrading {node} at {address}\"\n",
+        ),
+    )
+    .unwrap();
+    let out = env.rolling(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    assert!(
+        t.contains("app/node1 upgrade ok") && t.contains("rolling upgrade done: 1/1 nodes"),
+        "{t}"
+    );
+    let log = t
+        .lines()
+        .find_map(|l| l.strip_prefix("hook log: "))
+        .unwrap();
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(
+        log.contains("[app/node1 upgrade] upgrading node1 at 127.0.0.1:1"),
+        "{log}"
+    );
+}
