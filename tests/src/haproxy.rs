@@ -218,16 +218,22 @@ impl Haproxy {
     }
 
     /// Reloads (SIGUSR2 to the master) and waits until a new worker answers
-    /// on the admin socket.
+    /// on the admin socket. A master still settling after its start can
+    /// miss the signal, so it is sent again every 2 s until the new worker
+    /// shows (a reload is idempotent).
     ///
     /// # Panics
     ///
     /// When no new worker answers within 10 s.
     pub fn reload(&self) {
         let old = self.worker_pid();
-        self.daemon.signal(Signal::SIGUSR2);
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut next_signal = Instant::now();
         while Instant::now() < deadline {
+            if Instant::now() >= next_signal {
+                self.daemon.signal(Signal::SIGUSR2);
+                next_signal = Instant::now() + Duration::from_secs(2);
+            }
             let now = self.worker_pid();
             if now.is_some() && now != old {
                 return;
