@@ -188,21 +188,8 @@ pub(crate) async fn serve(
     mut stop: oneshot::Receiver<Duration>,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
-    let bound = (|| {
-        let s = tokio::net::TcpSocket::new_v4()?;
-        s.set_reuseaddr(true)?;
-        s.bind(addr)?;
-        s.listen(1024)
-    })();
-    let listener = match bound {
-        Ok(l) => {
-            let _ = ready.send(Ok(()));
-            l
-        }
-        Err(e) => {
-            let _ = ready.send(Err(e.to_string()));
-            return;
-        }
+    let Some(listener) = crate::backend::listen(addr, &ready) else {
+        return;
     };
     let graceful = GracefulShutdown::new();
     let id: Arc<str> = id.into();
@@ -299,4 +286,21 @@ async fn handle(
     Ok(resp
         .body(Full::new(Bytes::from(body)))
         .expect("static response"))
+}
+
+/// Binds `addr` (with `SO_REUSEADDR`, so a restart can take the same port
+/// at once) inside the serving thread's runtime, and tells the starting
+/// thread through `ready` whether it worked.
+pub(crate) fn listen(
+    addr: SocketAddr,
+    ready: &std::sync::mpsc::Sender<Result<(), String>>,
+) -> Option<tokio::net::TcpListener> {
+    let bound = (|| {
+        let s = tokio::net::TcpSocket::new_v4()?;
+        s.set_reuseaddr(true)?;
+        s.bind(addr)?;
+        s.listen(1024)
+    })();
+    let _ = ready.send(bound.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+    bound.ok()
 }

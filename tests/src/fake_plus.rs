@@ -389,21 +389,8 @@ async fn serve(
     mut stop: oneshot::Receiver<()>,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
-    let bound = (|| {
-        let s = tokio::net::TcpSocket::new_v4()?;
-        s.set_reuseaddr(true)?;
-        s.bind(addr)?;
-        s.listen(128)
-    })();
-    let listener = match bound {
-        Ok(l) => {
-            let _ = ready.send(Ok(()));
-            l
-        }
-        Err(e) => {
-            let _ = ready.send(Err(e.to_string()));
-            return;
-        }
+    let Some(listener) = crate::backend::listen(addr, &ready) else {
+        return;
     };
     loop {
         tokio::select! {
