@@ -248,19 +248,19 @@ impl FleetBuilder {
 
 /// One member of one node on one balancer, as read before a command.
 #[derive(Debug, Clone)]
-struct Target {
-    node: String,
-    bal: usize,
-    member: Member,
+pub(crate) struct Target {
+    pub(crate) node: String,
+    pub(crate) bal: usize,
+    pub(crate) member: Member,
 }
 
 impl Target {
-    fn r(&self) -> MemberRef {
+    pub(crate) fn r(&self) -> MemberRef {
         self.member.reference()
     }
 }
 
-type Snapshot = Vec<Vec<Member>>;
+pub(crate) type Snapshot = Vec<Vec<Member>>;
 
 /// What one command has changed so far, to report and to roll back.
 struct Ledger<'t> {
@@ -344,7 +344,7 @@ impl Fleet {
         Ok(out)
     }
 
-    async fn read_all(&self) -> Result<Snapshot> {
+    pub(crate) async fn read_all(&self) -> Result<Snapshot> {
         let reads = join_all(self.balancers.iter().map(|b| b.lb.members())).await;
         reads
             .into_iter()
@@ -454,7 +454,7 @@ impl Fleet {
 
     /// The guard: for every pool a target is in, the members that stay
     /// ready and not down must number at least `min_active`.
-    fn guard(&self, targets: &[Target], snap: &Snapshot) -> Vec<String> {
+    pub(crate) fn guard(&self, targets: &[Target], snap: &Snapshot) -> Vec<String> {
         let leaving: BTreeSet<(usize, &str, &str)> = targets
             .iter()
             .map(|t| (t.bal, t.member.pool.as_str(), t.member.name.as_str()))
@@ -485,14 +485,14 @@ impl Fleet {
         refusals
     }
 
-    async fn lock(&self) -> Result<Option<LockGuard>> {
+    pub(crate) async fn lock(&self) -> Result<Option<LockGuard>> {
         match &self.journal {
             Some(j) => Ok(Some(j.lock(self.settings.lock_timeout).await?)),
             None => Ok(None),
         }
     }
 
-    fn start_run(&self, command: &str) -> Result<Option<Run<'_>>> {
+    pub(crate) fn start_run(&self, command: &str) -> Result<Option<Run<'_>>> {
         self.journal
             .as_ref()
             .map(|j| Run::start(j, command))
@@ -501,7 +501,7 @@ impl Fleet {
 
     /// Sets `to` on every target concurrently, journaling before and
     /// after. Returns each target's outcome, in order.
-    async fn apply(
+    pub(crate) async fn apply(
         &self,
         run: Option<&Run<'_>>,
         targets: &[&Target],

@@ -9,6 +9,7 @@ mod hooks;
 pub mod inventory;
 pub mod journal;
 pub mod plan;
+pub mod rebalance;
 pub mod report;
 pub mod rolling;
 mod wait;
@@ -24,6 +25,7 @@ pub use fleet::{
 pub use gate::GateReport;
 pub use inventory::Inventory;
 pub use plan::Plan;
+pub use rebalance::{RebalanceOptions, RebalanceReport, Strategy};
 pub use rolling::{Rolling, RollingOptions, RollingProgress, RollingReport, StopHandle};
 pub use wait::{WaitError, WaitOptions, await_condition};
 

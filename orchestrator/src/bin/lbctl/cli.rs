@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use orchestrator::{
-    DrainOptions, Error, Fleet, Inventory, Plan, Progress, Rolling, RollingOptions, UndrainOptions,
-    parse_duration,
+    DrainOptions, Error, Fleet, Inventory, Plan, Progress, RebalanceOptions, Rolling,
+    RollingOptions, Strategy, UndrainOptions, parse_duration,
 };
 
 use crate::render::{self, Output};
@@ -57,6 +57,12 @@ pub struct Args {
 enum Format {
     Text,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StrategyArg {
+    Drain,
+    Weight,
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,6 +133,41 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Even out uneven load: measure each pool's per-member connections
+    /// over a window; where max/mean is above the threshold, briefly take
+    /// the busiest members out of rotation (drain) or lower their weights
+    /// for a while (weight). Exit 0 balanced, 3 still skewed at the
+    /// deadline, 4 the guard prevented action
+    Rebalance {
+        /// Only this pool (default: every pool of every balancer)
+        #[arg(long, value_name = "POOL")]
+        pool: Option<String>,
+        /// Act when the busiest member's load over the mean is above this
+        #[arg(long, default_value_t = 1.5)]
+        threshold: f64,
+        /// Act only when the busiest member carries more than this many
+        /// connections
+        #[arg(long, value_name = "N", default_value_t = 1.0)]
+        min_load: f64,
+        /// drain: the busiest members briefly out of rotation, one at a
+        /// time (maint on HAProxy, which keeps keep-alive users on drain);
+        /// weight: lower weights for a while, then restore them exactly
+        #[arg(long, value_enum, default_value_t = StrategyArg::Drain)]
+        strategy: StrategyArg,
+        /// Each measurement averages five reads over this long
+        #[arg(long, value_parser = duration, value_name = "DURATION", default_value = "2s")]
+        window: Duration,
+        /// drain: the longest one member stays out of rotation
+        #[arg(long, value_parser = duration, value_name = "DURATION", default_value = "30s")]
+        max_drain: Duration,
+        /// Deadline per pool (weight: how long lowered weights are held at
+        /// most)
+        #[arg(long, value_parser = duration, value_name = "DURATION", default_value = "2m")]
+        duration: Duration,
+        /// Measure and print what would be done; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Put back what an interrupted lbctl left out of rotation (from the
     /// journal)
     Recover {
@@ -172,7 +213,7 @@ pub fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     match rt.block_on(run(args, out)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             render::error(&out, &e);
             ExitCode::from(e.exit_code() as u8)
@@ -230,8 +271,42 @@ fn fleet_with(args: &Args, progress: Option<Arc<dyn Progress>>) -> Result<Fleet,
     b.build()
 }
 
-async fn run(args: Args, out: Output) -> Result<(), Error> {
+async fn run(args: Args, out: Output) -> Result<u8, Error> {
+    if let Command::Rebalance {
+        pool,
+        threshold,
+        min_load,
+        strategy,
+        window,
+        max_drain,
+        duration,
+        dry_run,
+    } = &args.command
+    {
+        let opts = RebalanceOptions {
+            pool: pool.clone(),
+            threshold: *threshold,
+            min_load: *min_load,
+            strategy: match strategy {
+                StrategyArg::Drain => Strategy::Drain,
+                StrategyArg::Weight => Strategy::Weight,
+            },
+            window: *window,
+            max_drain: *max_drain,
+            duration: *duration,
+            dry_run: *dry_run,
+            ..RebalanceOptions::default()
+        };
+        let report = fleet(&args, &out)?.rebalance(&opts).await?;
+        render::rebalance(&out, &report);
+        return Ok(report.exit_code() as u8);
+    }
+    run_other(args, out).await.map(|()| 0)
+}
+
+async fn run_other(args: Args, out: Output) -> Result<(), Error> {
     match &args.command {
+        Command::Rebalance { .. } => unreachable!("handled in run"),
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,

@@ -165,6 +165,79 @@ pub fn recover(out: &Output, r: &RecoverReport) {
     }
 }
 
+fn loads(m: &orchestrator::rebalance::Measure) -> String {
+    m.members
+        .iter()
+        .map(|x| {
+            let mark = if x.counted {
+                String::new()
+            } else {
+                format!(" ({}, not counted)", x.admin)
+            };
+            format!("{} {}{mark}", x.member, x.load)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn rebalance(out: &Output, r: &orchestrator::RebalanceReport) {
+    use orchestrator::rebalance::PoolOutcome;
+    if out.json {
+        return json(r);
+    }
+    if out.quiet {
+        return;
+    }
+    if r.dry_run {
+        println!("dry run, nothing changed");
+    }
+    for p in &r.pools {
+        let what = serde_json::to_value(p.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
+            .unwrap_or_default();
+        println!("{} pool {} ({}): {what}", p.balancer, p.pool, p.kind);
+        if let Some(why) = &p.reason {
+            println!("  {why}");
+        }
+        if p.outcome == PoolOutcome::NotMeasurable {
+            continue;
+        }
+        for (label, m) in [("before", &p.before), ("after", &p.after)] {
+            if let Some(m) = m {
+                println!(
+                    "  {label}: skew {:.2} (max {:.2} / mean {:.2}), cv {:.2}; load: {}",
+                    m.skew,
+                    m.max,
+                    m.mean,
+                    m.cv,
+                    loads(m)
+                );
+            }
+        }
+        for a in &p.actions {
+            let verb = if r.dry_run { "would set" } else { "set" };
+            let after = a
+                .load_after
+                .map(|l| format!(", load {} -> {l}", a.load_before))
+                .unwrap_or_else(|| format!(", load {}", a.load_before));
+            let held = if r.dry_run {
+                String::new()
+            } else {
+                format!(" for {} ms, then back to {}", a.held_ms, a.from)
+            };
+            println!(
+                "  {verb} {} {} {} -> {}{held}{after}",
+                a.member, a.what, a.from, a.to
+            );
+        }
+        println!("  time: {} ms", p.elapsed_ms);
+    }
+    if r.pools.is_empty() {
+        println!("no pool to look at");
+    }
+}
+
 pub fn error(out: &Output, e: &Error) {
     if let Error::Rolling(r) = e {
         warnings(out, &r.warnings);
