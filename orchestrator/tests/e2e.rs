@@ -1,71 +1,14 @@
 //! lbctl end to end against real balancers from the lab.
 
+mod common;
+
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{Env, admin_bits, apache_section, haproxy_section, nginx_section, stderr};
 use lb_lab::{Backend, Haproxy, Pools, http};
-
-/// A scratch dir with an inventory and a state dir.
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new(inventory: &str) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("lbctl.toml"), inventory).unwrap();
-        Env { dir }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_lbctl"));
-        c.args(args)
-            .env("LBCTL_CONFIG", self.dir.path().join("lbctl.toml"))
-            .env("LBCTL_STATE_DIR", self.state())
-            .env_remove("RUST_LOG");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("run lbctl")
-    }
-
-    fn ok(&self, args: &[&str]) -> Output {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "lbctl {args:?}: {}",
-            stderr(&out)
-        );
-        out
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut a = args.to_vec();
-        a.extend(["--output", "json"]);
-        let out = self.ok(&a);
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
-    }
-
-    fn state(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn haproxy_section(name: &str, socket: &Path) -> String {
-    format!(
-        "[balancers.{name}]\nkind = \"haproxy\"\nsocket = \"{}\"\ntimeout = \"2s\"\n\n",
-        socket.display()
-    )
-}
 
 fn nodes_section(backends: &[Backend]) -> String {
     let mut s = String::from(
@@ -86,24 +29,6 @@ fn answered_by(url: &str, n: usize) -> Vec<String> {
             r.header("x-backend").unwrap().to_string()
         })
         .collect()
-}
-
-fn server_state(h: &Haproxy, server: &str) -> String {
-    h.command("show servers state app")
-        .lines()
-        .find(|l| l.split(' ').nth(3) == Some(server))
-        .unwrap_or_else(|| panic!("no {server} in show servers state"))
-        .to_string()
-}
-
-/// srv_admin_state of one server (the 7th field).
-fn admin_bits(h: &Haproxy, server: &str) -> u32 {
-    server_state(h, server)
-        .split(' ')
-        .nth(6)
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 #[test]
@@ -374,16 +299,6 @@ fn the_library_example_drains_and_undrains_a_real_haproxy() {
     assert_eq!(admin_bits(&hap, "node2"), 0);
 }
 
-fn nginx_section(name: &str, n: &lb_lab::Nginx) -> String {
-    format!(
-        "[balancers.{name}]\nkind = \"nginx\"\nupstream_file = \"{}\"\nconf = \"{}\"\npid_file = \"{}\"\nprefix = \"{}\"\n\n",
-        n.upstream_file().display(),
-        n.conf().display(),
-        n.pid_file().display(),
-        n.prefix()
-    )
-}
-
 #[test]
 fn two_lbctl_processes_drain_two_nodes_of_one_nginx_upstream_at_once() {
     let backends = Backend::start_many(3);
@@ -553,10 +468,7 @@ fn one_node_behind_haproxy_apache_and_nginx_is_drained_everywhere_in_one_command
     let ngx = lb_lab::Nginx::start(&pools);
     let inv = nodes_section(&backends)
         + &haproxy_section("edge", &hap.admin_socket())
-        + &format!(
-            "[balancers.web]\nkind = \"apache\"\nurl = \"{}\"\n\n",
-            web.manager_url()
-        )
+        + &apache_section("web", &web.manager_url())
         + &nginx_section("front", &ngx);
     let env = Env::new(&inv);
     let frontends = [

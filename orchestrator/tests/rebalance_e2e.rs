@@ -2,62 +2,12 @@
 //! the lbctl binary.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::Duration;
 
+mod common;
+
+use common::{Env, haproxy_section};
 use lb_lab::{Backend, Haproxy, Load, LoadOptions, PoolSpec, Pools};
-
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new(inventory: &str) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("lbctl.toml"), inventory).unwrap();
-        Env { dir }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_lbctl"));
-        c.args(args)
-            .env("LBCTL_CONFIG", self.dir.path().join("lbctl.toml"))
-            .env("LBCTL_STATE_DIR", self.state())
-            .env_remove("RUST_LOG");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("run lbctl")
-    }
-
-    /// Runs with `--output json`; returns the exit code and the document.
-    fn json(&self, args: &[&str]) -> (i32, serde_json::Value) {
-        let mut a = args.to_vec();
-        a.extend(["--output", "json"]);
-        let out = self.run(&a);
-        let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "{e}: {}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        (out.status.code().unwrap_or(-1), v)
-    }
-
-    fn state(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-}
-
-fn haproxy_section(socket: &Path) -> String {
-    format!(
-        "[balancers.edge]\nkind = \"haproxy\"\nsocket = \"{}\"\ntimeout = \"2s\"\n\n",
-        socket.display()
-    )
-}
 
 fn nodes_section(backends: &[Backend], min_active: usize) -> String {
     let mut s = format!(
@@ -136,7 +86,7 @@ fn a_balanced_pool_is_left_alone_and_an_unmeasurable_one_is_said_so() {
     let hap = Haproxy::start(&Pools::new().pool("app", &backends));
     let ngx = lb_lab::Nginx::start(&Pools::new().pool("web", &backends));
     let inv = nodes_section(&backends, 1)
-        + &haproxy_section(&hap.admin_socket())
+        + &haproxy_section("edge", &hap.admin_socket())
         + &format!(
             "[balancers.front]\nkind = \"nginx\"\nupstream_file = \"{}\"\nconf = \"{}\"\npid_file = \"{}\"\nprefix = \"{}\"\n\n",
             ngx.upstream_file().display(),
@@ -147,7 +97,7 @@ fn a_balanced_pool_is_left_alone_and_an_unmeasurable_one_is_said_so() {
     let env = Env::new(&inv);
     let load = slow_load(&hap, 4, 40);
     load.wait_for_ok(40);
-    let (code, v) = env.json(&["rebalance", "--window", "1s"]);
+    let (code, v) = env.json_code(&["rebalance", "--window", "1s"]);
     assert_eq!(code, 0, "{v}");
     let p = pool(&v, "app");
     assert_eq!(p["outcome"], "balanced", "{v}");
@@ -185,8 +135,9 @@ fn the_guard_keeps_a_pool_of_two_from_losing_both_members() {
     set_state(&hap, "node2", "ready");
     load.wait_for_ok(40);
     // min_active 2: taking node1 out would leave one.
-    let env = Env::new(&(nodes_section(&backends, 2) + &haproxy_section(&hap.admin_socket())));
-    let (code, v) = env.json(&["rebalance", "--window", "1s"]);
+    let env =
+        Env::new(&(nodes_section(&backends, 2) + &haproxy_section("edge", &hap.admin_socket())));
+    let (code, v) = env.json_code(&["rebalance", "--window", "1s"]);
     assert_eq!(code, 4, "{v}");
     let p = pool(&v, "app");
     assert_eq!(p["outcome"], "prevented", "{v}");
@@ -212,8 +163,9 @@ fn weight_strategy_evens_out_and_restores_every_original_weight_exactly() {
     let original = weights(&hap);
     let load = slow_load(&hap, 9, 40);
     load.wait_for_ok(100);
-    let env = Env::new(&(nodes_section(&backends, 1) + &haproxy_section(&hap.admin_socket())));
-    let (code, v) = env.json(&[
+    let env =
+        Env::new(&(nodes_section(&backends, 1) + &haproxy_section("edge", &hap.admin_socket())));
+    let (code, v) = env.json_code(&[
         "rebalance",
         "--strategy",
         "weight",

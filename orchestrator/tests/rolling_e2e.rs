@@ -3,92 +3,15 @@
 //! generator counting every request, and the example plans.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{Env, admin_bits, apache_section, haproxy_section, json, nginx_section, text};
 use lb_lab::{
     Apache, AppNodes, FakeZdu, Haproxy, Load, LoadOptions, LoadReport, Nginx, PoolSpec, Pools, http,
 };
-
-/// A scratch dir with an inventory, a plan and a state dir.
-struct Env {
-    dir: tempfile::TempDir,
-    path: Option<String>,
-    vars: Vec<(String, String)>,
-}
-
-impl Env {
-    fn new(inventory: &str, plan: &str) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("lbctl.toml"), inventory).unwrap();
-        std::fs::write(dir.path().join("plan.toml"), plan).unwrap();
-        Env {
-            dir,
-            path: None,
-            vars: Vec::new(),
-        }
-    }
-
-    /// Puts `dir` first on the hooks' PATH (for the `ssh` stand-in).
-    fn with_path(mut self, dir: &Path) -> Env {
-        self.path = Some(format!(
-            "{}:{}",
-            dir.display(),
-            std::env::var("PATH").unwrap_or_default()
-        ));
-        self
-    }
-
-    fn with_var(mut self, k: &str, v: &str) -> Env {
-        self.vars.push((k.into(), v.into()));
-        self
-    }
-
-    fn plan(&self) -> PathBuf {
-        self.dir.path().join("plan.toml")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_lbctl"));
-        c.args(args)
-            .env("LBCTL_CONFIG", self.dir.path().join("lbctl.toml"))
-            .env("LBCTL_STATE_DIR", self.dir.path().join("state"))
-            .env_remove("RUST_LOG");
-        if let Some(p) = &self.path {
-            c.env("PATH", p);
-        }
-        for (k, v) in &self.vars {
-            c.env(k, v);
-        }
-        c
-    }
-
-    fn rolling(&self, extra: &[&str]) -> Output {
-        let plan = self.plan();
-        let mut args = vec!["rolling", "--plan", plan.to_str().unwrap()];
-        args.extend(extra);
-        self.cmd(&args).output().expect("run lbctl")
-    }
-
-    fn spawn_rolling(&self) -> Child {
-        let plan = self.plan();
-        self.cmd(&["rolling", "--plan", plan.to_str().unwrap()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}\n{}", text(&out.stdout), text(&out.stderr)))
-}
 
 fn pool(apps: &AppNodes, ids: &[&str]) -> Pools {
     let mut p = PoolSpec::new("app");
@@ -107,39 +30,6 @@ fn inventory(apps: &AppNodes, balancer: &str) -> String {
         let _ = writeln!(s, "\n[nodes.{id}]\naddress = \"{}\"", apps.addr(id));
     }
     s
-}
-
-fn haproxy_section(h: &Haproxy) -> String {
-    format!(
-        "[balancers.edge]\nkind = \"haproxy\"\nsocket = \"{}\"\ntimeout = \"2s\"\n",
-        h.admin_socket().display()
-    )
-}
-
-fn nginx_section(n: &Nginx) -> String {
-    format!(
-        "[balancers.front]\nkind = \"nginx\"\nupstream_file = \"{}\"\nconf = \"{}\"\npid_file = \"{}\"\nprefix = \"{}\"\n",
-        n.upstream_file().display(),
-        n.conf().display(),
-        n.pid_file().display(),
-        n.prefix()
-    )
-}
-
-fn apache_section(a: &Apache) -> String {
-    format!(
-        "[balancers.web]\nkind = \"apache\"\nurl = \"{}\"\n",
-        a.manager_url()
-    )
-}
-
-/// srv_admin_state bits of one server (1 = forced maint, 8 = drain).
-fn admin_bits(h: &Haproxy, server: &str) -> u32 {
-    h.command("show servers state app")
-        .lines()
-        .find(|l| l.split(' ').nth(3) == Some(server))
-        .and_then(|l| l.split(' ').nth(6).and_then(|b| b.parse().ok()))
-        .unwrap_or_else(|| panic!("no {server} in show servers state"))
 }
 
 /// The plan that really stops every node, installs version 2 and starts
@@ -204,8 +94,8 @@ fn a_rolling_upgrade_through_haproxy_under_load_loses_no_request() {
     let apps = AppNodes::start_many(3);
     let ids = apps.ids();
     let hap = Haproxy::start(&pool(&apps, &ids));
-    let env = Env::new(
-        &inventory(&apps, &haproxy_section(&hap)),
+    let env = Env::with_plan(
+        &inventory(&apps, &haproxy_section("edge", &hap.admin_socket())),
         &upgrade_plan(&apps, &ids),
     );
 
@@ -274,8 +164,8 @@ fn a_rolling_upgrade_through_apache_under_load_loses_no_request() {
     let apps = AppNodes::start_many(3);
     let ids = apps.ids();
     let web = Apache::start(&pool(&apps, &ids));
-    let env = Env::new(
-        &inventory(&apps, &apache_section(&web)),
+    let env = Env::with_plan(
+        &inventory(&apps, &apache_section("web", &web.manager_url())),
         &upgrade_plan(&apps, &ids),
     );
     // Two connections, not four: httpd's `busy` count, the Apache
@@ -318,8 +208,8 @@ fn a_rolling_upgrade_through_nginx_under_load_loses_no_request_but_to_nginx_relo
     let apps = AppNodes::start_many(3);
     let ids = apps.ids();
     let ngx = Nginx::start(&pool(&apps, &ids));
-    let env = Env::new(
-        &inventory(&apps, &nginx_section(&ngx)),
+    let env = Env::with_plan(
+        &inventory(&apps, &nginx_section("front", &ngx)),
         &upgrade_plan(&apps, &ids),
     );
     let traffic = load(&ngx.frontend_url("app"));
@@ -361,7 +251,10 @@ fn a_failed_step_exits_1_naming_node_step_and_output_and_resume_finishes() {
             flag.display()
         ),
     );
-    let env = Env::new(&inventory(&apps, &haproxy_section(&hap)), &plan);
+    let env = Env::with_plan(
+        &inventory(&apps, &haproxy_section("edge", &hap.admin_socket())),
+        &plan,
+    );
     let traffic = load(&hap.frontend_url("app"));
     let out = env.rolling(&[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
@@ -444,7 +337,10 @@ fn sigint_stops_the_hook_leaves_the_node_out_and_resume_finishes() {
             p = pidfile.display()
         ),
     );
-    let env = Env::new(&inventory(&apps, &haproxy_section(&hap)), &plan);
+    let env = Env::with_plan(
+        &inventory(&apps, &haproxy_section("edge", &hap.admin_socket())),
+        &plan,
+    );
     let child = env.spawn_rolling();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !pidfile.exists() || std::fs::read_to_string(&pidfile).unwrap().trim().is_empty() {
@@ -499,8 +395,8 @@ fn a_dry_run_prints_every_node_step_and_command_and_touches_nothing() {
     let apps = AppNodes::start_many(2);
     let ids = apps.ids();
     let hap = Haproxy::start(&pool(&apps, &ids));
-    let env = Env::new(
-        &inventory(&apps, &haproxy_section(&hap)),
+    let env = Env::with_plan(
+        &inventory(&apps, &haproxy_section("edge", &hap.admin_socket())),
         &upgrade_plan(&apps, &ids),
     );
     let before: Vec<u32> = ids.iter().map(|id| admin_bits(&hap, id)).collect();
@@ -563,8 +459,8 @@ fn the_gitlab_example_upgrades_back_to_front_with_a_deploy_node_under_load() {
     let apps = AppNodes::start(&GITLAB_NODES);
     let rails = ["rails1", "rails2", "rails3"];
     let hap = Haproxy::start(&pool(&apps, &rails));
-    let env = Env::new(
-        &inventory(&apps, &haproxy_section(&hap)),
+    let env = Env::with_plan(
+        &inventory(&apps, &haproxy_section("edge", &hap.admin_socket())),
         &example("gitlab-plan.toml"),
     )
     .with_path(&apps.ssh_path());
@@ -644,9 +540,12 @@ fn the_gitlab_example_upgrades_back_to_front_with_a_deploy_node_under_load() {
 
 fn confluence_env(apps: &AppNodes, hap: &Haproxy, z: &FakeZdu) -> Env {
     let plan = example("confluence-plan.toml").replace("https://confluence.example.com", &z.url());
-    Env::new(&inventory(apps, &haproxy_section(hap)), &plan)
-        .with_path(&apps.ssh_path())
-        .with_var("CONFLUENCE_PASSWORD", "secret")
+    Env::with_plan(
+        &inventory(apps, &haproxy_section("edge", &hap.admin_socket())),
+        &plan,
+    )
+    .with_path(&apps.ssh_path())
+    .with_var("CONFLUENCE_PASSWORD", "secret")
 }
 
 const CONFLUENCE: [&str; 3] = ["confluence1", "confluence2", "confluence3"];
@@ -808,7 +707,7 @@ fn zdu_is_never_cancelled_in_mixed_and_resume_approves() {
 fn bad_plans_and_empty_resumes_are_exit_2_naming_what_is_wrong() {
     let inv = "[nodes.node1]\naddress = \"127.0.0.1:1\"\n";
     let plan = "[[group]]\nname = \"app\"\nnodes = [\"node1\"]\nbalanced = false\nbacth = 2\n";
-    let env = Env::new(inv, plan);
+    let env = Env::with_plan(inv, plan);
     let out = env.rolling(&[]);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);

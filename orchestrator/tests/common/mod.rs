@@ -1,0 +1,172 @@
+//! What the end-to-end tests share: a scratch dir with an inventory and a
+//! state dir, the lbctl binary run in it, and inventory sections for the
+//! lab's balancers.
+
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use lb_lab::{Haproxy, Nginx};
+
+/// A scratch dir with `lbctl.toml`, other files the test writes, and a
+/// state dir; runs the lbctl binary there.
+pub struct Env {
+    dir: tempfile::TempDir,
+    path: Option<String>,
+    vars: Vec<(String, String)>,
+}
+
+impl Env {
+    pub fn new(inventory: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("lbctl.toml"), inventory).unwrap();
+        Env {
+            dir,
+            path: None,
+            vars: Vec::new(),
+        }
+    }
+
+    /// An inventory and a rolling plan (`plan.toml`).
+    pub fn with_plan(inventory: &str, plan: &str) -> Env {
+        let env = Env::new(inventory);
+        std::fs::write(env.plan(), plan).unwrap();
+        env
+    }
+
+    /// Puts `dir` first on lbctl's (and so the hooks') PATH.
+    pub fn with_path(mut self, dir: &Path) -> Env {
+        self.path = Some(format!(
+            "{}:{}",
+            dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        ));
+        self
+    }
+
+    /// Sets an environment variable for lbctl.
+    pub fn with_var(mut self, k: &str, v: &str) -> Env {
+        self.vars.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.file("state")
+    }
+
+    pub fn plan(&self) -> PathBuf {
+        self.file("plan.toml")
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_lbctl"));
+        c.args(args)
+            .env("LBCTL_CONFIG", self.file("lbctl.toml"))
+            .env("LBCTL_STATE_DIR", self.state())
+            .env_remove("RUST_LOG");
+        if let Some(p) = &self.path {
+            c.env("PATH", p);
+        }
+        for (k, v) in &self.vars {
+            c.env(k, v);
+        }
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run lbctl")
+    }
+
+    /// Runs and asserts exit 0.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "lbctl {args:?}: {}",
+            stderr(&out)
+        );
+        out
+    }
+
+    /// Runs with `--output json`; returns the exit code and the document.
+    pub fn json_code(&self, args: &[&str]) -> (i32, serde_json::Value) {
+        let mut a = args.to_vec();
+        a.extend(["--output", "json"]);
+        let out = self.run(&a);
+        (out.status.code().unwrap_or(-1), json(&out))
+    }
+
+    /// Runs with `--output json`, asserts exit 0, returns the document.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let (code, v) = self.json_code(args);
+        assert_eq!(code, 0, "lbctl {args:?}: {v}");
+        v
+    }
+
+    pub fn rolling(&self, extra: &[&str]) -> Output {
+        let plan = self.plan();
+        let mut args = vec!["rolling", "--plan", plan.to_str().unwrap()];
+        args.extend(extra);
+        self.run(&args)
+    }
+
+    pub fn spawn_rolling(&self) -> Child {
+        let plan = self.plan();
+        self.cmd(&["rolling", "--plan", plan.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    text(&o.stderr)
+}
+
+/// Standard output as one JSON document.
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", text(&out.stdout), text(&out.stderr)))
+}
+
+pub fn haproxy_section(name: &str, socket: &Path) -> String {
+    format!(
+        "[balancers.{name}]\nkind = \"haproxy\"\nsocket = \"{}\"\ntimeout = \"2s\"\n\n",
+        socket.display()
+    )
+}
+
+pub fn nginx_section(name: &str, n: &Nginx) -> String {
+    format!(
+        "[balancers.{name}]\nkind = \"nginx\"\nupstream_file = \"{}\"\nconf = \"{}\"\npid_file = \"{}\"\nprefix = \"{}\"\n\n",
+        n.upstream_file().display(),
+        n.conf().display(),
+        n.pid_file().display(),
+        n.prefix()
+    )
+}
+
+pub fn apache_section(name: &str, manager_url: &str) -> String {
+    format!("[balancers.{name}]\nkind = \"apache\"\nurl = \"{manager_url}\"\n\n")
+}
+
+/// `srv_admin_state` of one server of pool `app` (1 = forced maint,
+/// 8 = forced drain).
+pub fn admin_bits(h: &Haproxy, server: &str) -> u32 {
+    h.command("show servers state app")
+        .lines()
+        .find(|l| l.split(' ').nth(3) == Some(server))
+        .and_then(|l| l.split(' ').nth(6).and_then(|b| b.parse().ok()))
+        .unwrap_or_else(|| panic!("no {server} in show servers state"))
+}
