@@ -205,7 +205,7 @@ pub(crate) async fn run(
             if let Some(pg) = pgid {
                 let _ = killpg(pg, Signal::SIGTERM);
             }
-            match tokio::time::timeout(KILL_GRACE, child.wait()).await {
+            let status = match tokio::time::timeout(KILL_GRACE, child.wait()).await {
                 Ok(s) => s.ok(),
                 Err(_) => {
                     if let Some(pg) = pgid {
@@ -213,7 +213,13 @@ pub(crate) async fn run(
                     }
                     child.wait().await.ok()
                 }
+            };
+            // The shell may have gone on SIGTERM while a child it started
+            // ignores it: nothing of the group outlives the hook.
+            if let Some(pg) = pgid {
+                let _ = killpg(pg, Signal::SIGKILL);
             }
+            status
         }
     };
     // A background process the hook started may keep its output open: do
@@ -311,7 +317,11 @@ mod tests {
         let (_tx, mut rx) = watch::channel(false);
         let pidfile = dir.path().join("child.pid");
         let o = run(
-            &format!("sleep 60 & echo $! > {}; wait", pidfile.display()),
+            // The child ignores SIGTERM: only the group's SIGKILL ends it.
+            &format!(
+                "(trap '' TERM; exec sleep 60) & echo $! > {}; wait",
+                pidfile.display()
+            ),
             &vars(),
             Duration::from_millis(300),
             dir.path(),
@@ -326,11 +336,23 @@ mod tests {
                 .contains("timed out after 300ms")
         );
         let pid = std::fs::read_to_string(&pidfile).unwrap();
-        let gone = !Path::new(&format!("/proc/{}", pid.trim())).exists()
-            || std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
-                .unwrap_or_default()
-                .contains(") Z");
-        assert!(gone, "the hook's child was killed too");
+        let pid = pid.trim();
+        // A killed process takes a moment to become a zombie or vanish.
+        let gone = || {
+            !Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .unwrap_or_default()
+                    .contains(") Z")
+        };
+        let mut waited = 0;
+        while !gone() && waited < 100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            waited += 1;
+        }
+        assert!(
+            gone(),
+            "the hook's child {pid} still runs 5s after the kill"
+        );
     }
 
     #[tokio::test]
