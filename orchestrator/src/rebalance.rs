@@ -14,7 +14,16 @@ use tokio::time::Instant;
 use crate::error::{Error, ExitCode, Result};
 use crate::fleet::{Fleet, Snapshot, Target};
 use crate::journal::Run;
-use crate::wait::{WaitError, WaitOptions, await_condition};
+
+/// The first pulse out of rotation of a member, before its users' request
+/// period is known.
+const FIRST_PULSE: Duration = Duration::from_millis(50);
+/// The shortest pulse.
+const MIN_PULSE: Duration = Duration::from_millis(10);
+/// At most this many pulses per pool.
+const MAX_PULSES: usize = 24;
+/// A measurement reads at least every this long.
+const SAMPLE_GAP: Duration = Duration::from_millis(100);
 
 /// How to even the load out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -54,9 +63,11 @@ pub struct RebalanceOptions {
     pub strategy: Strategy,
     /// Each measurement averages reads over this long.
     pub window: Duration,
-    /// Reads per measurement.
+    /// Reads per measurement at least (one every 100 ms over the window
+    /// when that is more).
     pub samples: u32,
-    /// `drain`: the longest one member stays out of rotation.
+    /// `drain`: the longest one member stays out of rotation, all its
+    /// pulses together.
     pub max_drain: Duration,
     /// The whole run's deadline per pool (`weight`: how long weights are
     /// held at most).
@@ -271,7 +282,11 @@ impl Ctx<'_> {
 
     /// Averages the pool's active counts over the window.
     async fn measure(&self, bal: usize, pool: &str) -> Result<(Measure, Snapshot)> {
-        let samples = self.opts.samples.max(1);
+        let samples = self
+            .opts
+            .samples
+            .max(1)
+            .max((self.opts.window.as_millis() / SAMPLE_GAP.as_millis()) as u32);
         let gap = self.opts.window / samples;
         let mut sums: BTreeMap<String, f64> = BTreeMap::new();
         let mut last = None;
@@ -352,7 +367,16 @@ impl Ctx<'_> {
         res.map_err(Error::Balancer)
     }
 
-    /// The `drain` strategy on one pool.
+    /// The `drain` strategy on one pool: pulses out of rotation.
+    ///
+    /// Each pulse takes the busiest member to maint for a while and puts it
+    /// back; every user that sends a request meanwhile is placed on another
+    /// member (maint, unlike drain, also breaks cookie persistence) and
+    /// stays there. The windowed
+    /// measure after the pulse says which share of the member's load left;
+    /// treating requests as arriving at random, that share gives the users'
+    /// request period, and the next pulse is made as long as it takes to
+    /// move what is still in excess, no more.
     async fn drain(
         &self,
         bal: usize,
@@ -362,17 +386,17 @@ impl Ctx<'_> {
         report: &mut PoolReport,
         deadline: Instant,
     ) -> Result<Measure> {
-        let b = &self.fleet.balancers()[bal];
-        // HAProxy keeps keep-alive and cookie-persistent users on a
-        // draining server; maint makes their next request go elsewhere,
-        // while requests in flight finish.
-        let out = if b.kind == "haproxy" || !b.lb.capabilities().distinct_drain {
-            AdminState::Maint
-        } else {
-            AdminState::Drain
-        };
+        // Each member's users' estimated request period, and its time out.
+        let mut period: BTreeMap<String, Duration> = BTreeMap::new();
+        let mut spent: BTreeMap<String, Duration> = BTreeMap::new();
+        let mut last: BTreeMap<String, Duration> = BTreeMap::new();
         let mut rounds = 0;
-        while self.skewed(&now) && Instant::now() < deadline && rounds < 2 * now.members.len() {
+        // Once acting, settle well inside the threshold (halfway between
+        // even and the threshold), so that a pool left just under it does
+        // not read as skewed again a moment later.
+        let settle = 1.0 + (self.opts.threshold - 1.0) / 2.0;
+        let unsettled = |m: &Measure| m.skew > settle && m.max > self.opts.min_load;
+        while unsettled(&now) && Instant::now() < deadline && rounds < MAX_PULSES {
             rounds += 1;
             let hot = now
                 .members
@@ -389,89 +413,100 @@ impl Ctx<'_> {
                 report.reason = Some(format!("refused by the guard: {}", refusals.join("; ")));
                 break;
             }
-            // Done when the others carry the excess (the member's own count
-            // is not trusted: HAProxy stops counting a server in maint).
-            let excess = hot.load - now.mean;
-            let others_before: f64 = now
-                .members
-                .iter()
-                .filter(|m| m.counted && m.member != hot.member)
-                .map(|m| m.load)
-                .sum();
             if self.opts.dry_run {
                 report.actions.push(Action {
                     member: hot.member.clone(),
                     what: "state".into(),
                     from: AdminState::Ready.to_string(),
-                    to: out.to_string(),
+                    to: AdminState::Maint.to_string(),
                     load_before: hot.load,
                     load_after: None,
                     held_ms: 0,
                 });
                 return Ok(now);
             }
+            let used = spent.get(&hot.member).copied().unwrap_or_default();
+            let left = self
+                .opts
+                .max_drain
+                .saturating_sub(used)
+                .min(deadline.saturating_duration_since(Instant::now()));
+            if left.is_zero() {
+                report.reason = Some(format!(
+                    "{} was out of rotation for --max-drain {} in all and still carries {:.1} \
+                     against a mean of {:.1}: its users come back when it is back in rotation, \
+                     or send too few requests to be moved in that time",
+                    hot.member,
+                    crate::duration::format_duration(self.opts.max_drain),
+                    hot.load,
+                    now.mean
+                ));
+                break;
+            }
+            // The share of the member's users that should go elsewhere;
+            // aimed a little short, as moving too many makes a new hot spot
+            // while moving too few only takes another pulse. The estimate
+            // from a pulse that moved little is rough: at most four times
+            // the last pulse.
+            let share = ((hot.load - now.mean) / hot.load).clamp(0.0, 0.95) * 0.8;
+            let width = match (period.get(&hot.member), last.get(&hot.member)) {
+                (Some(p), Some(l)) => p.mul_f64(-(1.0 - share).ln()).min(*l * 4),
+                _ => FIRST_PULSE,
+            }
+            .clamp(MIN_PULSE, left.max(MIN_PULSE))
+            .min(left);
             let started = Instant::now();
-            self.set_state(&t, AdminState::Ready, out).await?;
+            self.set_state(&t, AdminState::Ready, AdminState::Maint)
+                .await?;
+            tokio::time::sleep(width).await;
             let r = t.r();
-            let wait = WaitOptions {
-                timeout: self
-                    .opts
-                    .max_drain
-                    .min(deadline.saturating_duration_since(started)),
-                // Fine-grained: users leave one request at a time.
-                poll: self
-                    .fleet
-                    .settings()
-                    .poll_interval
-                    .min(Duration::from_millis(10)),
-            };
-            let fleet = self.fleet;
-            let got = await_condition(
-                wait,
-                || async move { fleet.read_all().await },
-                |s: &Snapshot| {
-                    let others: f64 = s[bal]
-                        .iter()
-                        .filter(|m| m.pool == pool && !m.is(&r))
-                        .filter(|m| m.admin == AdminState::Ready && m.health != Health::Down)
-                        .map(|m| m.active.unwrap_or(0) as f64)
-                        .sum();
-                    others - others_before >= excess.round()
-                },
-                |e: &Error| matches!(e, Error::Balancer(b) if b.is_transient()),
-                |_| {},
-            )
-            .await;
-            let load_after = match &got {
-                Ok(s) | Err(WaitError::TimedOut(Some(s))) => s[bal]
-                    .iter()
-                    .find(|m| m.is(&r))
-                    .and_then(|m| m.active)
-                    .map(|a| a as f64),
-                _ => None,
-            };
             let cur = self
                 .fleet
                 .read_all()
                 .await
                 .ok()
                 .and_then(|s| s[bal].iter().find(|m| m.is(&r)).map(|m| m.admin))
-                .unwrap_or(out);
+                .unwrap_or(AdminState::Maint);
             let back = self.set_state(&t, cur, AdminState::Ready).await;
+            let held = started.elapsed();
+            *spent.entry(hot.member.clone()).or_default() += held;
+            if let Err(e) = back {
+                report.actions.push(Action {
+                    member: hot.member.clone(),
+                    what: "state".into(),
+                    from: AdminState::Ready.to_string(),
+                    to: AdminState::Maint.to_string(),
+                    load_before: hot.load,
+                    load_after: None,
+                    held_ms: held.as_millis() as u64,
+                });
+                return Err(e);
+            }
+            (now, snap) = self.measure(bal, pool).await?;
+            let after = now
+                .members
+                .iter()
+                .find(|m| m.member == hot.member)
+                .map_or(0.0, |m| m.load);
             report.actions.push(Action {
                 member: hot.member.clone(),
                 what: "state".into(),
                 from: AdminState::Ready.to_string(),
-                to: out.to_string(),
+                to: AdminState::Maint.to_string(),
                 load_before: hot.load,
-                load_after,
-                held_ms: started.elapsed().as_millis() as u64,
+                load_after: Some(after),
+                held_ms: held.as_millis() as u64,
             });
-            back?;
-            if let Err(WaitError::Failed(e)) = got {
-                return Err(e);
-            }
-            (now, snap) = self.measure(bal, pool).await?;
+            // The share that left during `held`: 1 - e^(-held/period).
+            let moved = (1.0 - after / hot.load).clamp(0.0, 1.0);
+            last.insert(hot.member.clone(), held);
+            let estimate = if moved < 0.02 {
+                // Nothing measurable moved: try four times as long.
+                held.mul_f64(4.0 / 0.69)
+            } else {
+                held.div_f64(-(1.0 - moved.min(0.98)).ln())
+            };
+            period.insert(hot.member.clone(), estimate);
         }
         Ok(now)
     }

@@ -30,34 +30,52 @@ fn sticky_pool(backends: &[Backend]) -> Pools {
     )
 }
 
+/// A pool with cookie persistence (`cookie SERVERID insert`), as
+/// Confluence Data Center needs: each user stays on the server that first
+/// answered it while that server takes requests, even on DRAIN.
+fn cookie_pool(backends: &[Backend]) -> Pools {
+    let mut p = PoolSpec::new("app")
+        .backends(backends)
+        .directive("cookie SERVERID insert indirect nocache");
+    for m in &mut p.members {
+        m.extra = format!("cookie {}", m.name);
+    }
+    Pools::new().with(p)
+}
+
 fn set_state(h: &Haproxy, server: &str, state: &str) {
     let out = h.command(&format!("set server app/{server} state {state}"));
     assert!(out.trim().is_empty(), "set {server} {state}: {out}");
 }
 
-/// `show servers state app`: server name → the whole line.
-fn servers_state(h: &Haproxy) -> Vec<(String, String)> {
-    h.command("show servers state app")
+/// `show servers state app`: server name → the value of `column`,
+/// found by the header's names.
+fn servers_state(h: &Haproxy, column: &str) -> Vec<(String, String)> {
+    let text = h.command("show servers state app");
+    let header: Vec<&str> = text
         .lines()
-        .filter(|l| l.split(' ').nth(1) == Some("app"))
-        .map(|l| (l.split(' ').nth(3).unwrap().to_string(), l.to_string()))
+        .find(|l| l.starts_with("# "))
+        .expect("show servers state has a header")
+        .trim_start_matches("# ")
+        .split(' ')
+        .collect();
+    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
+    let (pool, name, value) = (col("be_name"), col("srv_name"), col(column));
+    text.lines()
+        .map(|l| l.split(' ').collect::<Vec<_>>())
+        .filter(|f| f.len() > value && f[pool] == "app")
+        .map(|f| (f[name].to_string(), f[value].to_string()))
         .collect()
 }
 
-/// The user-visible weight (srv_uweight, 9th field) of every server.
+/// Every server's current weight (`srv_uweight`).
 fn weights(h: &Haproxy) -> Vec<(String, String)> {
-    servers_state(h)
-        .into_iter()
-        .map(|(n, l)| (n, l.split(' ').nth(8).unwrap().to_string()))
-        .collect()
+    servers_state(h, "srv_uweight")
 }
 
-/// The admin bits (7th field) of every server.
+/// Every server's admin bits (`srv_admin_state`).
 fn admin_bits(h: &Haproxy) -> Vec<(String, String)> {
-    servers_state(h)
-        .into_iter()
-        .map(|(n, l)| (n, l.split(' ').nth(6).unwrap().to_string()))
-        .collect()
+    servers_state(h, "srv_admin_state")
 }
 
 fn slow_load(h: &Haproxy, connections: usize, ms: u64) -> Load {
@@ -66,6 +84,19 @@ fn slow_load(h: &Haproxy, connections: usize, ms: u64) -> Load {
         LoadOptions {
             connections,
             pause: Duration::from_millis(2),
+            ..LoadOptions::default()
+        },
+    )
+}
+
+/// `n` users, each sending a request that takes 200 ms every half second
+/// or so, as people clicking through pages do.
+fn users(h: &Haproxy, n: usize) -> Load {
+    Load::start(
+        &format!("{}slow?ms=200", h.frontend_url("app")),
+        LoadOptions {
+            connections: n,
+            pause: Duration::from_millis(300),
             ..LoadOptions::default()
         },
     )
@@ -190,5 +221,206 @@ fn weight_strategy_evens_out_and_restores_every_original_weight_exactly() {
         "{v}"
     );
     assert_eq!(weights(&hap), original);
+    assert_eq!(load.stop().failed, 0);
+}
+
+/// Every server's `scur` in pool `app`, read straight from HAProxy.
+fn scur(h: &Haproxy) -> Vec<(String, u64)> {
+    let csv = h.command("show stat");
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
+    let (px, sv, cur) = (col("pxname"), col("svname"), col("scur"));
+    lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f.len() > cur && f[px] == "app" && f[sv] != "FRONTEND" && f[sv] != "BACKEND")
+        .map(|f| (f[sv].to_string(), f[cur].parse().unwrap()))
+        .collect()
+}
+
+/// max/mean of `scur` over `n` reads 50 ms apart, measured by the test.
+fn measured_skew(h: &Haproxy, n: usize) -> (f64, Vec<(String, f64)>) {
+    let mut sums: Vec<(String, f64)> = Vec::new();
+    for i in 0..n {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for (s, c) in scur(h) {
+            match sums.iter_mut().find(|(n, _)| *n == s) {
+                Some((_, v)) => *v += c as f64,
+                None => sums.push((s, c as f64)),
+            }
+        }
+    }
+    let loads: Vec<(String, f64)> = sums.into_iter().map(|(s, v)| (s, v / n as f64)).collect();
+    let mean = loads.iter().map(|(_, v)| v).sum::<f64>() / loads.len() as f64;
+    let max = loads.iter().map(|(_, v)| *v).fold(0.0, f64::max);
+    (max / mean, loads)
+}
+
+#[test]
+fn drain_strategy_moves_cookie_persistent_users_off_the_busy_member_on_haproxy() {
+    let backends = Backend::start_many(3);
+    let hap = Haproxy::start(&cookie_pool(&backends));
+    // Everyone arrives while only node1 takes new users…
+    set_state(&hap, "node2", "drain");
+    set_state(&hap, "node3", "drain");
+    let load = users(&hap, 36);
+    load.wait_for_ok(100);
+    // …then the others come back, and get no one.
+    set_state(&hap, "node2", "ready");
+    set_state(&hap, "node3", "ready");
+    load.wait_for_ok(100);
+    let (skew, loads) = measured_skew(&hap, 10);
+    assert!(skew > 2.0, "skewed before: {loads:?}");
+
+    let env =
+        Env::new(&(nodes_section(&backends, 1) + &haproxy_section("edge", &hap.admin_socket())));
+    let (code, v) = env.json_code(&["rebalance", "--window", "1s"]);
+    assert_eq!(code, 0, "{v}");
+    let p = pool(&v, "app");
+    assert_eq!(p["outcome"], "rebalanced", "{v}");
+    assert!(p["before"]["skew"].as_f64().unwrap() > 2.0, "{v}");
+    assert!(p["after"]["skew"].as_f64().unwrap() <= 1.5, "{v}");
+    assert_eq!(p["actions"][0]["member"], "node1", "{v}");
+    // Measured independently, and a while later: the users stay moved.
+    load.wait_for_ok(200);
+    let (skew, loads) = measured_skew(&hap, 20);
+    assert!(skew <= 1.5, "balanced after: {loads:?} in {v}");
+    assert!(admin_bits(&hap).iter().all(|(_, b)| b == "0"));
+    let r = load.stop();
+    assert_eq!(r.failed, 0, "{r:?}");
+}
+
+#[test]
+fn users_that_come_back_after_each_pulse_are_reported_still_skewed() {
+    // prefer-last-server with private connections: each client connection
+    // keeps its idle connection to node1 and returns to it as soon as
+    // node1 is back, however long it was out.
+    let backends = Backend::start_many(3);
+    let hap = Haproxy::start(&sticky_pool(&backends));
+    set_state(&hap, "node2", "drain");
+    set_state(&hap, "node3", "drain");
+    let load = slow_load(&hap, 12, 40);
+    load.wait_for_ok(100);
+    set_state(&hap, "node2", "ready");
+    set_state(&hap, "node3", "ready");
+    load.wait_for_ok(100);
+    let env =
+        Env::new(&(nodes_section(&backends, 1) + &haproxy_section("edge", &hap.admin_socket())));
+    let (code, v) = env.json_code(&["rebalance", "--window", "500ms", "--max-drain", "2s"]);
+    assert_eq!(code, 3, "{v}");
+    let p = pool(&v, "app");
+    assert_eq!(p["outcome"], "still_skewed", "{v}");
+    let reason = p["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("node1 was out of rotation for --max-drain 2s"),
+        "{v}"
+    );
+    assert!(reason.contains("come back"), "{v}");
+    assert!(p["actions"].as_array().unwrap().len() >= 2, "{v}");
+    assert!(admin_bits(&hap).iter().all(|(_, b)| b == "0"), "all back");
+    let r = load.stop();
+    assert_eq!(r.failed, 0, "{r:?}");
+}
+
+/// Runs `lbctl rebalance ARGS` and SIGKILLs it as soon as `changed` sees
+/// its change on HAProxy.
+fn kill_when(env: &Env, args: &[&str], changed: impl Fn() -> bool) {
+    let mut child = env
+        .cmd(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !changed() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "lbctl rebalance never changed anything"
+        );
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "lbctl rebalance ended before it changed anything: {}{}",
+                common::text(&out.stdout),
+                common::text(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn killed_mid_rebalance_recover_restores_states_and_weights() {
+    // The weight strategy, killed while node1's weight is lowered.
+    let backends = Backend::start_many(3);
+    let hap = Haproxy::start(
+        &Pools::new().with(
+            PoolSpec::new("app")
+                .weighted("node1", backends[0].addr(), 200)
+                .weighted("node2", backends[1].addr(), 50)
+                .weighted("node3", backends[2].addr(), 50),
+        ),
+    );
+    let original = weights(&hap);
+    let load = slow_load(&hap, 9, 40);
+    load.wait_for_ok(100);
+    let env =
+        Env::new(&(nodes_section(&backends, 1) + &haproxy_section("edge", &hap.admin_socket())));
+    kill_when(
+        &env,
+        &["rebalance", "--strategy", "weight", "--window", "1s"],
+        || weights(&hap) != original,
+    );
+    assert_ne!(weights(&hap), original, "left lowered by the kill");
+    let v = env.json(&["recover"]);
+    let got = &v["recovered"][0];
+    assert_eq!(
+        (
+            got["member"].as_str(),
+            got["what"].as_str(),
+            got["restore"].as_str()
+        ),
+        (Some("node1"), Some("weight"), Some("200")),
+        "{v}"
+    );
+    assert_eq!(weights(&hap), original);
+    assert_eq!(load.stop().failed, 0);
+
+    // The drain strategy, killed while node1 is out of rotation (its
+    // users come back after each pulse, so the pulses grow).
+    let backends = Backend::start_many(3);
+    let hap = Haproxy::start(&sticky_pool(&backends));
+    set_state(&hap, "node2", "drain");
+    set_state(&hap, "node3", "drain");
+    let load = slow_load(&hap, 12, 40);
+    load.wait_for_ok(100);
+    set_state(&hap, "node2", "ready");
+    set_state(&hap, "node3", "ready");
+    let env =
+        Env::new(&(nodes_section(&backends, 1) + &haproxy_section("edge", &hap.admin_socket())));
+    kill_when(&env, &["rebalance", "--window", "500ms"], || {
+        admin_bits(&hap).iter().any(|(_, b)| b != "0")
+    });
+    let v = env.json(&["recover"]);
+    let got = &v["recovered"][0];
+    assert_eq!(
+        (
+            got["member"].as_str(),
+            got["what"].as_str(),
+            got["restore"].as_str()
+        ),
+        (Some("node1"), Some("state"), Some("ready")),
+        "{v}"
+    );
+    assert!(admin_bits(&hap).iter().all(|(_, b)| b == "0"), "all back");
     assert_eq!(load.stop().failed, 0);
 }

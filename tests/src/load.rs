@@ -3,6 +3,12 @@
 //! and every failure: non-2xx answers, connections that could not be
 //! made, connections that broke under a request, and timeouts.
 //!
+//! Each connection is one user, as a browser tab is: it keeps the cookies
+//! it was given (name and value; attributes are ignored) and sends them
+//! with every request, across reconnections, so balancers' cookie
+//! persistence (HAProxy `cookie … insert`, Apache `stickysession`) holds
+//! it on one server.
+//!
 //! Like any keep-alive client pool, a connection the server closed while
 //! it was idle is replaced without a request being lost; a request that
 //! was written and got no answer is a failure (counted as `idle_close`
@@ -20,6 +26,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use rand::{Rng as _, SeedableRng as _};
 
 /// How to load.
 #[derive(Debug, Clone)]
@@ -28,7 +35,10 @@ pub struct LoadOptions {
     pub connections: usize,
     /// A request's time limit (connect + answer).
     pub timeout: Duration,
-    /// Each connection's pause between requests.
+    /// Each connection's pause between requests, on average: each pause
+    /// is drawn between half and one and a half times this, and each
+    /// connection starts after a random part of it, so that users do not
+    /// move in lock-step.
     pub pause: Duration,
 }
 
@@ -261,9 +271,14 @@ async fn connection(
     t0: Instant,
 ) {
     let mut conn: Option<(Sender, u64)> = None;
+    let mut jar: BTreeMap<String, String> = BTreeMap::new();
+    let mut rng = rand::rngs::SmallRng::from_os_rng();
+    if !opts.pause.is_zero() {
+        tokio::time::sleep(opts.pause.mul_f64(rng.random_range(0.0..1.0))).await;
+    }
     while !stop.load(Ordering::SeqCst) {
         if !opts.pause.is_zero() {
-            tokio::time::sleep(opts.pause).await;
+            tokio::time::sleep(opts.pause.mul_f64(rng.random_range(0.5..1.5))).await;
         }
         // A connection the server closed while idle is replaced; no
         // request was lost on it.
@@ -291,10 +306,12 @@ async fn connection(
                 }
             },
         };
-        let req = hyper::Request::get(&t.path)
-            .header("Host", &t.host)
-            .body(Empty::<Bytes>::new())
-            .expect("request");
+        let mut req = hyper::Request::get(&t.path).header("Host", &t.host);
+        if !jar.is_empty() {
+            let cookies: Vec<String> = jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            req = req.header("Cookie", cookies.join("; "));
+        }
+        let req = req.body(Empty::<Bytes>::new()).expect("request");
         c.requests.fetch_add(1, Ordering::SeqCst);
         // Whether the answer's head came: a failure before it, on a reused
         // connection, is the server closing that idle connection under the
@@ -312,6 +329,17 @@ async fn connection(
             };
             let (backend, version) = (header("x-backend"), header("x-version"));
             let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+            for c in resp.headers().get_all("set-cookie") {
+                let pair = c
+                    .to_str()
+                    .unwrap_or_default()
+                    .split(';')
+                    .next()
+                    .unwrap_or_default();
+                if let Some((k, v)) = pair.split_once('=') {
+                    jar.insert(k.trim().to_string(), v.trim().to_string());
+                }
+            }
             resp.into_body().collect().await?;
             Ok::<_, hyper::Error>((status, backend, version, close))
         })

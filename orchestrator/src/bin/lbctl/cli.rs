@@ -149,15 +149,18 @@ enum Command {
         /// connections
         #[arg(long, value_name = "N", default_value_t = 1.0)]
         min_load: f64,
-        /// drain: the busiest members briefly out of rotation, one at a
-        /// time (maint on HAProxy, which keeps keep-alive users on drain);
-        /// weight: lower weights for a while, then restore them exactly
+        /// drain: the busiest member out of rotation (maint, which unlike
+        /// drain also moves cookie-persistent users) in short measured
+        /// pulses, one member at a time; weight: lower weights for a while,
+        /// then restore them exactly
         #[arg(long, value_enum, default_value_t = StrategyArg::Drain)]
         strategy: StrategyArg,
-        /// Each measurement averages five reads over this long
+        /// Each measurement averages a read every 100 ms (at least five)
+        /// over this long
         #[arg(long, value_parser = duration, value_name = "DURATION", default_value = "2s")]
         window: Duration,
-        /// drain: the longest one member stays out of rotation
+        /// drain: the longest one member is out of rotation, all its
+        /// pulses together
         #[arg(long, value_parser = duration, value_name = "DURATION", default_value = "30s")]
         max_drain: Duration,
         /// Deadline per pool (weight: how long lowered weights are held at
