@@ -1,13 +1,14 @@
 //! `lbctl rebalance` against real balancers from the lab, driven through
 //! the lbctl binary.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
 mod common;
 
-use common::{Env, haproxy_section};
-use lb_lab::{Backend, Haproxy, Load, LoadOptions, PoolSpec, Pools};
+use common::{Env, apache_section, haproxy_section};
+use lb_lab::{Apache, ApacheOptions, Backend, Haproxy, Load, LoadOptions, PoolSpec, Pools};
 
 fn nodes_section(backends: &[Backend], min_active: usize) -> String {
     let mut s = format!(
@@ -423,4 +424,82 @@ fn killed_mid_rebalance_recover_restores_states_and_weights() {
     );
     assert!(admin_bits(&hap).iter().all(|(_, b)| b == "0"), "all back");
     assert_eq!(load.stop().failed, 0);
+}
+
+/// Requests each backend served while `n` more succeeded, and max/mean.
+fn served_while(load: &Load, backends: &[Backend], n: u64) -> (f64, BTreeMap<String, u64>) {
+    let before = load.by_backend();
+    load.wait_for_ok(n);
+    let now = load.by_backend();
+    let count = |m: &BTreeMap<String, u64>, b: &str| m.get(b).copied().unwrap_or(0);
+    let served: BTreeMap<String, u64> = backends
+        .iter()
+        .map(|b| {
+            (
+                b.id().to_string(),
+                count(&now, b.id()) - count(&before, b.id()),
+            )
+        })
+        .collect();
+    let mean = served.values().sum::<u64>() as f64 / served.len() as f64;
+    let max = served.values().copied().max().unwrap_or(0) as f64;
+    (max / mean, served)
+}
+
+#[test]
+fn drain_strategy_moves_sticky_session_users_off_the_busy_member_on_apache() {
+    let backends = Backend::start_many(3);
+    // Sticky sessions by a route cookie, as mod_proxy_balancer documents.
+    let spec = PoolSpec::new("app")
+        .backends(&backends)
+        .directive("ProxySet stickysession=ROUTEID")
+        .directive(
+            "Header add Set-Cookie \"ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/\" env=BALANCER_ROUTE_CHANGED",
+        );
+    let apache = Apache::start_with(
+        &Pools::new().with(spec),
+        &ApacheOptions {
+            modules: vec!["headers".into()],
+            ..ApacheOptions::default()
+        },
+    );
+    let env =
+        Env::new(&(nodes_section(&backends, 1) + &apache_section("web", &apache.manager_url())));
+    // Everyone arrives while node2 and node3 are draining…
+    env.ok(&["drain", "node2", "node3", "--no-wait"]);
+    let load = Load::start(
+        &format!("{}slow?ms=200", apache.frontend_url("app")),
+        LoadOptions {
+            connections: 36,
+            pause: Duration::from_millis(300),
+            ..LoadOptions::default()
+        },
+    );
+    load.wait_for_ok(100);
+    // …then they are back, and get no one.
+    env.ok(&["undrain", "node2", "node3"]);
+    let (skew, served) = served_while(&load, &backends, 200);
+    assert!(skew > 2.0, "all on node1 before: {served:?}");
+
+    let (code, v) = env.json_code(&["rebalance", "--window", "1s"]);
+    assert_eq!(code, 0, "{v}");
+    let p = pool(&v, "app");
+    assert_eq!(
+        (p["balancer"].as_str(), p["kind"].as_str()),
+        (Some("web"), Some("apache")),
+        "{v}"
+    );
+    assert_eq!(p["outcome"], "rebalanced", "{v}");
+    assert!(p["before"]["skew"].as_f64().unwrap() > 2.0, "{v}");
+    assert!(p["after"]["skew"].as_f64().unwrap() <= 1.5, "{v}");
+    assert_eq!(p["actions"][0]["to"], "maint", "{v}");
+    // What the users see: requests served per node, a while later.
+    let (skew, served) = served_while(&load, &backends, 400);
+    assert!(skew <= 1.5, "served after: {served:?} in {v}");
+    let status = env.json(&["status"]);
+    for n in status["nodes"].as_array().unwrap() {
+        assert_eq!(n["members"][0]["admin"], "ready", "{status}");
+    }
+    let r = load.stop();
+    assert_eq!(r.failed, 0, "{r:?}");
 }

@@ -178,6 +178,16 @@ impl Load {
         self.counters.ok.load(Ordering::SeqCst)
     }
 
+    /// 2xx answers so far per `X-Backend`.
+    pub fn by_backend(&self) -> BTreeMap<String, u64> {
+        self.counters
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+    }
+
     /// Waits until `n` more requests have succeeded (at most 30 s).
     ///
     /// # Panics
