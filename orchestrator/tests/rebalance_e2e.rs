@@ -8,7 +8,7 @@ use std::time::Duration;
 mod common;
 
 use common::{Env, apache_section, haproxy_section};
-use lb_lab::{Apache, ApacheOptions, Backend, Haproxy, Load, LoadOptions, PoolSpec, Pools};
+use lb_lab::{Apache, Backend, Haproxy, Load, LoadOptions, PoolSpec, Pools};
 
 fn nodes_section(backends: &[Backend], min_active: usize) -> String {
     let mut s = format!(
@@ -31,17 +31,8 @@ fn sticky_pool(backends: &[Backend]) -> Pools {
     )
 }
 
-/// A pool with cookie persistence (`cookie SERVERID insert`), as
-/// Confluence Data Center needs: each user stays on the server that first
-/// answered it while that server takes requests, even on DRAIN.
 fn cookie_pool(backends: &[Backend]) -> Pools {
-    let mut p = PoolSpec::new("app")
-        .backends(backends)
-        .directive("cookie SERVERID insert indirect nocache");
-    for m in &mut p.members {
-        m.extra = format!("cookie {}", m.name);
-    }
-    Pools::new().with(p)
+    Pools::new().with(PoolSpec::new("app").backends(backends).haproxy_cookies())
 }
 
 fn set_state(h: &Haproxy, server: &str, state: &str) {
@@ -91,16 +82,9 @@ fn slow_load(h: &Haproxy, connections: usize, ms: u64) -> Load {
 }
 
 /// `n` users, each sending a request that takes 200 ms every half second
-/// or so, as people clicking through pages do.
-fn users(h: &Haproxy, n: usize) -> Load {
-    Load::start(
-        &format!("{}slow?ms=200", h.frontend_url("app")),
-        LoadOptions {
-            connections: n,
-            pause: Duration::from_millis(300),
-            ..LoadOptions::default()
-        },
-    )
+/// or so.
+fn users(url: &str, n: usize) -> Load {
+    Load::start(&format!("{url}slow?ms=200"), LoadOptions::users(n))
 }
 
 fn pool<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
@@ -271,7 +255,7 @@ fn drain_strategy_moves_cookie_persistent_users_off_the_busy_member_on_haproxy()
     // Everyone arrives while only node1 takes new users…
     set_state(&hap, "node2", "drain");
     set_state(&hap, "node3", "drain");
-    let load = users(&hap, 36);
+    let load = users(&hap.frontend_url("app"), 36);
     load.wait_for_ok(100);
     // …then the others come back, and get no one.
     set_state(&hap, "node2", "ready");
@@ -449,32 +433,13 @@ fn served_while(load: &Load, backends: &[Backend], n: u64) -> (f64, BTreeMap<Str
 #[test]
 fn drain_strategy_moves_sticky_session_users_off_the_busy_member_on_apache() {
     let backends = Backend::start_many(3);
-    // Sticky sessions by a route cookie, as mod_proxy_balancer documents.
-    let spec = PoolSpec::new("app")
-        .backends(&backends)
-        .directive("ProxySet stickysession=ROUTEID")
-        .directive(
-            "Header add Set-Cookie \"ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/\" env=BALANCER_ROUTE_CHANGED",
-        );
-    let apache = Apache::start_with(
-        &Pools::new().with(spec),
-        &ApacheOptions {
-            modules: vec!["headers".into()],
-            ..ApacheOptions::default()
-        },
-    );
+    let apache =
+        Apache::start(&Pools::new().with(PoolSpec::new("app").backends(&backends).apache_sticky()));
     let env =
         Env::new(&(nodes_section(&backends, 1) + &apache_section("web", &apache.manager_url())));
     // Everyone arrives while node2 and node3 are draining…
     env.ok(&["drain", "node2", "node3", "--no-wait"]);
-    let load = Load::start(
-        &format!("{}slow?ms=200", apache.frontend_url("app")),
-        LoadOptions {
-            connections: 36,
-            pause: Duration::from_millis(300),
-            ..LoadOptions::default()
-        },
-    );
+    let load = users(&apache.frontend_url("app"), 36);
     load.wait_for_ok(100);
     // …then they are back, and get no one.
     env.ok(&["undrain", "node2", "node3"]);

@@ -19,6 +19,7 @@ const MODULES: &[&str] = &[
     "proxy_balancer",
     "lbmethod_byrequests",
     "status",
+    "headers",
 ];
 
 /// Extra configuration for [`Apache::start_with`].

@@ -42,6 +42,19 @@ pub struct LoadOptions {
     pub pause: Duration,
 }
 
+impl LoadOptions {
+    /// `n` users clicking through pages: each sends a request about every
+    /// 300 ms after its last answer (give the URL a slow path, such as
+    /// `slow?ms=200`, for requests that take a while).
+    pub fn users(n: usize) -> LoadOptions {
+        LoadOptions {
+            connections: n,
+            pause: Duration::from_millis(300),
+            ..LoadOptions::default()
+        }
+    }
+}
+
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {

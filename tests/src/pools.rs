@@ -73,6 +73,27 @@ impl PoolSpec {
         self.extra.push(d.into());
         self
     }
+
+    /// HAProxy cookie persistence (`cookie SERVERID insert indirect
+    /// nocache`, each server `cookie NAME`), as Confluence Data Center
+    /// needs: a user stays on the server that first answered it while that
+    /// server takes requests, DRAIN included. Call after adding members.
+    pub fn haproxy_cookies(mut self) -> Self {
+        for m in &mut self.members {
+            m.extra = format!("{} cookie {}", m.extra, m.name).trim().to_string();
+        }
+        self.directive("cookie SERVERID insert indirect nocache")
+    }
+
+    /// Apache sticky sessions by a route cookie, as mod_proxy_balancer
+    /// documents (`stickysession=ROUTEID`, the cookie set by mod_headers,
+    /// which the lab loads): a user stays on the worker that first answered
+    /// it while that worker takes requests, Drain included.
+    pub fn apache_sticky(self) -> Self {
+        self.directive("ProxySet stickysession=ROUTEID").directive(
+            "Header add Set-Cookie \"ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/\" env=BALANCER_ROUTE_CHANGED",
+        )
+    }
 }
 
 /// The pools a daemon is started with; each gets a frontend of its own.
