@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use lb_core::{AdminState, Change, Health, Member};
 use serde::Serialize;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::error::{Error, ExitCode, Result};
@@ -203,15 +204,21 @@ pub struct RebalanceReport {
     /// True when nothing was changed because of `--dry-run`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// True when a signal stopped the run (every member was put back and
+    /// every weight restored first).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
     /// Time spent (ms).
     pub elapsed_ms: u64,
 }
 
 impl RebalanceReport {
-    /// 3 when a pool is still skewed, else 4 when the guard prevented
-    /// action, else 0.
+    /// 1 when a signal stopped the run, else 3 when a pool is still
+    /// skewed, else 4 when the guard prevented action, else 0.
     pub fn exit_code(&self) -> ExitCode {
-        if self
+        if self.stopped {
+            ExitCode::Failed
+        } else if self
             .pools
             .iter()
             .any(|p| p.outcome == PoolOutcome::StillSkewed)
@@ -265,9 +272,28 @@ struct Ctx<'a> {
     fleet: &'a Fleet,
     opts: &'a RebalanceOptions,
     run: Option<&'a Run<'a>>,
+    stop: watch::Receiver<bool>,
 }
 
 impl Ctx<'_> {
+    fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Sleeps for `d`, or less when the run is stopped.
+    async fn pause(&self, d: Duration) {
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            r = stop.wait_for(|s| *s) => {
+                if r.is_err() {
+                    // Nobody can stop the run any more.
+                    tokio::time::sleep(d).await;
+                }
+            }
+        }
+    }
+
     fn node_of(&self, bal: usize, m: &Member) -> Option<String> {
         let b = &self.fleet.balancers()[bal];
         self.fleet
@@ -290,14 +316,19 @@ impl Ctx<'_> {
         let gap = self.opts.window / samples;
         let mut sums: BTreeMap<String, f64> = BTreeMap::new();
         let mut last = None;
+        let mut taken = 0;
         for i in 0..samples {
             if i > 0 {
-                tokio::time::sleep(gap).await;
+                if self.stopped() {
+                    break;
+                }
+                self.pause(gap).await;
             }
             let snap = self.fleet.read_all().await?;
             for m in snap[bal].iter().filter(|m| m.pool == pool) {
                 *sums.entry(m.name.clone()).or_default() += m.active.unwrap_or(0) as f64;
             }
+            taken += 1;
             last = Some(snap);
         }
         let snap = last.expect("at least one sample");
@@ -309,7 +340,7 @@ impl Ctx<'_> {
                 node: self.node_of(bal, m),
                 admin: m.admin,
                 health: m.health,
-                load: round2(sums.get(&m.name).copied().unwrap_or(0.0) / samples as f64),
+                load: round2(sums.get(&m.name).copied().unwrap_or(0.0) / taken as f64),
                 weight: m.weight,
                 counted: m.admin == AdminState::Ready && m.health != Health::Down,
             })
@@ -396,7 +427,8 @@ impl Ctx<'_> {
         // not read as skewed again a moment later.
         let settle = 1.0 + (self.opts.threshold - 1.0) / 2.0;
         let unsettled = |m: &Measure| m.skew > settle && m.max > self.opts.min_load;
-        while unsettled(&now) && Instant::now() < deadline && rounds < MAX_PULSES {
+        while unsettled(&now) && Instant::now() < deadline && rounds < MAX_PULSES && !self.stopped()
+        {
             rounds += 1;
             let hot = now
                 .members
@@ -458,7 +490,7 @@ impl Ctx<'_> {
             let started = Instant::now();
             self.set_state(&t, AdminState::Ready, AdminState::Maint)
                 .await?;
-            tokio::time::sleep(width).await;
+            self.pause(width).await;
             let r = t.r();
             let cur = self
                 .fleet
@@ -481,6 +513,18 @@ impl Ctx<'_> {
                     held_ms: held.as_millis() as u64,
                 });
                 return Err(e);
+            }
+            if self.stopped() {
+                report.actions.push(Action {
+                    member: hot.member.clone(),
+                    what: "state".into(),
+                    from: AdminState::Ready.to_string(),
+                    to: AdminState::Maint.to_string(),
+                    load_before: hot.load,
+                    load_after: None,
+                    held_ms: held.as_millis() as u64,
+                });
+                break;
             }
             (now, snap) = self.measure(bal, pool).await?;
             let after = now
@@ -537,7 +581,7 @@ impl Ctx<'_> {
         let started = Instant::now();
         let mut before_load: BTreeMap<String, f64> = BTreeMap::new();
         let result: Result<()> = async {
-            while self.skewed(&now) && Instant::now() < deadline {
+            while self.skewed(&now) && Instant::now() < deadline && !self.stopped() {
                 let mut any = false;
                 for m in now.members.iter().filter(|m| m.counted) {
                     let Some(&w) = current.get(&m.member) else {
@@ -627,6 +671,23 @@ impl Fleet {
     /// back first where possible; otherwise `lbctl recover` does);
     /// [`Error::State`] for the journal.
     pub async fn rebalance(&self, opts: &RebalanceOptions) -> Result<RebalanceReport> {
+        let (_never, stop) = watch::channel(false);
+        self.rebalance_until(opts, stop).await
+    }
+
+    /// [`rebalance`](Fleet::rebalance) that ends early once `stop` turns
+    /// true (lbctl sends it on SIGINT and SIGTERM): the member out of
+    /// rotation is put back and lowered weights are restored at once, no
+    /// further pool is looked at, and the report says `stopped`.
+    ///
+    /// # Errors
+    ///
+    /// As [`rebalance`](Fleet::rebalance).
+    pub async fn rebalance_until(
+        &self,
+        opts: &RebalanceOptions,
+        stop: watch::Receiver<bool>,
+    ) -> Result<RebalanceReport> {
         if opts.threshold.is_nan() || opts.threshold < 1.0 {
             return Err(Error::Usage(format!(
                 "--threshold must be at least 1, not {}",
@@ -671,10 +732,14 @@ impl Fleet {
             fleet: self,
             opts,
             run: run.as_ref(),
+            stop,
         };
         let mut reports = Vec::new();
         let mut failure = None;
         for (bal, pool) in pools {
+            if ctx.stopped() {
+                break;
+            }
             let b = &self.balancers()[bal];
             let mut report = PoolReport {
                 balancer: b.name.clone(),
@@ -717,6 +782,14 @@ impl Fleet {
                             .await?
                     }
                 };
+                if ctx.stopped() {
+                    report.outcome = PoolOutcome::StillSkewed;
+                    report.reason = Some(
+                        "stopped by a signal; every member is back in rotation with its weight"
+                            .into(),
+                    );
+                    return Ok(());
+                }
                 report.outcome = if opts.dry_run && !report.actions.is_empty() {
                     PoolOutcome::WouldAct
                 } else if report.actions.is_empty() {
@@ -754,6 +827,7 @@ impl Fleet {
             threshold: opts.threshold,
             pools: reports,
             dry_run: opts.dry_run,
+            stopped: ctx.stopped(),
             elapsed_ms: started.elapsed().as_millis() as u64,
         })
     }

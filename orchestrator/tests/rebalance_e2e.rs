@@ -314,9 +314,14 @@ fn users_that_come_back_after_each_pulse_are_reported_still_skewed() {
     assert_eq!(r.failed, 0, "{r:?}");
 }
 
-/// Runs `lbctl rebalance ARGS` and SIGKILLs it as soon as `changed` sees
-/// its change on HAProxy.
-fn kill_when(env: &Env, args: &[&str], changed: impl Fn() -> bool) {
+/// Runs `lbctl ARGS`, sends it `signal` as soon as `changed` sees its
+/// change on the balancer, and returns its output.
+fn signal_when(
+    env: &Env,
+    args: &[&str],
+    signal: nix::sys::signal::Signal,
+    changed: impl Fn() -> bool,
+) -> std::process::Output {
     let mut child = env
         .cmd(args)
         .stdout(std::process::Stdio::piped())
@@ -327,20 +332,24 @@ fn kill_when(env: &Env, args: &[&str], changed: impl Fn() -> bool) {
     while !changed() {
         assert!(
             std::time::Instant::now() < deadline,
-            "lbctl rebalance never changed anything"
+            "lbctl {args:?} never changed anything"
         );
         if child.try_wait().unwrap().is_some() {
             let out = child.wait_with_output().unwrap();
             panic!(
-                "lbctl rebalance ended before it changed anything: {}{}",
+                "lbctl {args:?} ended before it changed anything: {}{}",
                 common::text(&out.stdout),
                 common::text(&out.stderr)
             );
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn kill_when(env: &Env, args: &[&str], changed: impl Fn() -> bool) {
+    signal_when(env, args, nix::sys::signal::Signal::SIGKILL, changed);
 }
 
 #[test]
@@ -467,4 +476,45 @@ fn drain_strategy_moves_sticky_session_users_off_the_busy_member_on_apache() {
     }
     let r = load.stop();
     assert_eq!(r.failed, 0, "{r:?}");
+}
+
+#[test]
+fn interrupted_rebalance_puts_the_member_back_itself_and_exits_1() {
+    let backends = Backend::start_many(3);
+    let hap = Haproxy::start(&sticky_pool(&backends));
+    set_state(&hap, "node2", "drain");
+    set_state(&hap, "node3", "drain");
+    let load = slow_load(&hap, 12, 40);
+    load.wait_for_ok(100);
+    set_state(&hap, "node2", "ready");
+    set_state(&hap, "node3", "ready");
+    let env =
+        Env::new(&(nodes_section(&backends, 1) + &haproxy_section("edge", &hap.admin_socket())));
+    let out = signal_when(
+        &env,
+        &["rebalance", "--window", "500ms", "--output", "json"],
+        nix::sys::signal::Signal::SIGINT,
+        || admin_bits(&hap).iter().any(|(_, b)| b != "0"),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", common::stderr(&out));
+    assert!(
+        common::stderr(&out).contains("lbctl: stopping: the member out of rotation is put back"),
+        "{}",
+        common::stderr(&out)
+    );
+    let v = common::json(&out);
+    assert_eq!(v["stopped"], true, "{v}");
+    let p = pool(&v, "app");
+    assert_eq!(p["outcome"], "still_skewed", "{v}");
+    assert!(
+        p["reason"]
+            .as_str()
+            .unwrap()
+            .contains("stopped by a signal"),
+        "{v}"
+    );
+    // Back without recover, and nothing left for it.
+    assert!(admin_bits(&hap).iter().all(|(_, b)| b == "0"), "all back");
+    assert_eq!(env.json(&["recover"])["recovered"], serde_json::json!([]));
+    assert_eq!(load.stop().failed, 0);
 }

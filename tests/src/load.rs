@@ -191,6 +191,13 @@ impl Load {
         self.counters.ok.load(Ordering::SeqCst)
     }
 
+    /// Failed requests so far (every kind, as [`LoadReport::failed`]).
+    pub fn failed(&self) -> u64 {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::SeqCst);
+        get(&c.non_2xx) + get(&c.connect_errors) + get(&c.connection_errors) + get(&c.timeouts)
+    }
+
     /// 2xx answers so far per `X-Backend`.
     pub fn by_backend(&self) -> BTreeMap<String, u64> {
         self.counters
@@ -234,10 +241,7 @@ impl Load {
         let r = LoadReport {
             requests: get(&c.requests),
             ok: get(&c.ok),
-            failed: get(&c.non_2xx)
-                + get(&c.connect_errors)
-                + get(&c.connection_errors)
-                + get(&c.timeouts),
+            failed: self.failed(),
             non_2xx: get(&c.non_2xx),
             connect_errors: get(&c.connect_errors),
             connection_errors: get(&c.connection_errors),

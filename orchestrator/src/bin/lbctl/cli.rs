@@ -300,7 +300,17 @@ async fn run(args: Args, out: Output) -> Result<u8, Error> {
             dry_run: *dry_run,
             ..RebalanceOptions::default()
         };
-        let report = fleet(&args, &out)?.rebalance(&opts).await?;
+        let (tx, stop) = tokio::sync::watch::channel(false);
+        let signals = on_signal(
+            out.quiet,
+            "the member out of rotation is put back and lowered weights are restored",
+            move || {
+                let _ = tx.send(true);
+            },
+        );
+        let res = fleet(&args, &out)?.rebalance_until(&opts, stop).await;
+        signals.abort();
+        let report = res?;
         render::rebalance(&out, &report);
         return Ok(report.exit_code() as u8);
     }
@@ -386,25 +396,12 @@ async fn run_other(args: Args, out: Output) -> Result<(), Error> {
                 rolling = rolling.progress(d.clone());
             }
             let stop = rolling.stop_handle();
-            let quiet = out.quiet;
-            let signals = tokio::spawn(async move {
-                let Ok(mut term) =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                else {
-                    return;
-                };
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-                if !quiet {
-                    eprintln!(
-                        "lbctl: stopping: nothing new begins, the running hook is stopped, \
-                         the current node stays out of rotation"
-                    );
-                }
-                stop.stop();
-            });
+            let signals = on_signal(
+                out.quiet,
+                "nothing new begins, the running hook is stopped, \
+                 the current node stays out of rotation",
+                move || stop.stop(),
+            );
             let res = rolling.run().await;
             signals.abort();
             if let Some(d) = &display {
@@ -420,4 +417,28 @@ async fn run_other(args: Args, out: Output) -> Result<(), Error> {
             Ok(())
         }
     }
+}
+
+/// On the first SIGINT or SIGTERM, says what stopping means and calls
+/// `stop`; abort the handle when the work is over.
+fn on_signal(
+    quiet: bool,
+    what: &'static str,
+    stop: impl FnOnce() + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        if !quiet {
+            eprintln!("lbctl: stopping: {what}");
+        }
+        stop();
+    })
 }
