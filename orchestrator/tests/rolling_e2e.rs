@@ -721,11 +721,19 @@ fn bad_plans_and_empty_resumes_are_exit_2_naming_what_is_wrong() {
 
     std::fs::write(
         env.plan(),
-        format!("rebalance = true\n{}", plan.replace("bacth = 2\n", "")),
+        format!(
+            "rebalance = {{ threshold = 0.5 }}\n{}",
+            plan.replace("bacth = 2\n", "")
+        ),
     )
     .unwrap();
-    let err = text(&env.rolling(&[]).stderr);
-    assert!(err.contains("rebalance") && err.contains("line 1"), "{err}");
+    let out = env.rolling(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("plan.toml: line 1: rebalance: threshold must be at least 1"),
+        "{err}"
+    );
 
     std::fs::write(env.plan(), plan.replace("bacth = 2\n", "")).unwrap();
     let out = env.rolling(&["--resume"]);
