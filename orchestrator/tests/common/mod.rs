@@ -170,3 +170,16 @@ pub fn admin_bits(h: &Haproxy, server: &str) -> u32 {
         .and_then(|l| l.split(' ').nth(6).and_then(|b| b.parse().ok()))
         .unwrap_or_else(|| panic!("no {server} in show servers state"))
 }
+
+/// Every server of pool `app` with its user-visible weight (srv_uweight,
+/// the 9th field of `show servers state`), as HAProxy writes it.
+pub fn weights(h: &Haproxy) -> Vec<(String, String)> {
+    h.command("show servers state app")
+        .lines()
+        .filter(|l| l.split(' ').nth(1) == Some("app"))
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[3].to_string(), f[8].to_string())
+        })
+        .collect()
+}
