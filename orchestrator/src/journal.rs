@@ -99,8 +99,8 @@ pub enum Event {
         /// The node (empty for group and plan steps).
         node: String,
         /// `drain`, `before`, `upgrade`, `first_node`, `after`, `gate`,
-        /// `undrain`, `after_group`, `finally`, `zdu_start`, `zdu_approve`,
-        /// `zdu_cancel`.
+        /// `undrain`, `after_group`, `rebalance`, `finally`, `zdu_start`,
+        /// `zdu_approve`, `zdu_cancel`.
         step: String,
         /// `started`, `ok`, `failed` or `interrupted`.
         status: String,

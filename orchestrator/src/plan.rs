@@ -1,6 +1,8 @@
 //! The rolling plan (`plan.toml`): ordered groups of nodes, the hooks that
 //! upgrade them, the health gates they pass before they return to
-//! rotation, and optionally Confluence's zero-downtime-upgrade API.
+//! rotation, optionally Confluence's zero-downtime-upgrade API, and
+//! optionally a rebalance once the last node is back (`rebalance = true`,
+//! or a table with the knobs of `lbctl rebalance`).
 //!
 //! Parsed with serde and `deny_unknown_fields`: a misspelt key is an error
 //! naming the file, the line and the key. [`Plan::check`] then checks the
@@ -8,10 +10,12 @@
 //! again naming the line.
 //!
 //! ```
+//! use orchestrator::Strategy;
 //! use orchestrator::plan::{GateCheck, Plan};
 //!
 //! let plan = Plan::parse(r#"
 //! finally = "echo all done"
+//! rebalance = { strategy = "weight", threshold = 1.3 }
 //!
 //! [[group]]
 //! name = "rails"
@@ -30,6 +34,8 @@
 //! let g = &plan.groups[0];
 //! assert_eq!((g.batch, g.balanced), (1, true));
 //! assert!(matches!(&g.gate.as_ref().unwrap().check, GateCheck::Http { expect_status: 200, .. }));
+//! let r = plan.rebalance.as_ref().unwrap();
+//! assert_eq!((r.strategy, r.threshold, r.pool.as_deref()), (Strategy::Weight, 1.3, None));
 //! ```
 
 use std::collections::BTreeMap;
@@ -39,9 +45,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::duration::serde_opt;
+use crate::duration::{parse_duration, serde_opt};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
+use crate::rebalance::{RebalanceOptions, Strategy};
 
 /// How long a hook may run unless the plan says otherwise.
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -51,7 +58,7 @@ pub const DEFAULT_GATE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_GATE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// A whole plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// The file it was read from (`None` when parsed from text).
     pub path: Option<PathBuf>,
@@ -61,6 +68,10 @@ pub struct Plan {
     pub finally: Option<Hook>,
     /// Confluence Data Center's zero-downtime-upgrade API.
     pub zdu: Option<ZduConfig>,
+    /// `rebalance = true` or `rebalance = { … }`: [`Fleet::rebalance`] over
+    /// every pool once the last node is back (before `finally`). `None`
+    /// when the key is absent or `false`.
+    pub rebalance: Option<RebalanceOptions>,
     /// The file's name in messages.
     origin: String,
     /// Where groups and their nodes are written, for messages.
@@ -236,8 +247,56 @@ struct RawPlan {
     #[serde(default, with = "serde_opt")]
     hook_timeout: Option<Duration>,
     zdu: Option<Spanned<RawZdu>>,
+    rebalance: Option<Spanned<RawRebalance>>,
     #[serde(default)]
     group: Vec<Spanned<RawGroup>>,
+}
+
+/// `rebalance = true | false | { … }`.
+#[derive(Debug)]
+enum RawRebalance {
+    Flag(bool),
+    Table(Box<RawRebalanceTable>),
+}
+
+impl<'de> Deserialize<'de> for RawRebalance {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawRebalance;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "true, false or a table such as { threshold = 1.5, strategy = \"weight\" }",
+                )
+            }
+            fn visit_bool<E: serde::de::Error>(
+                self,
+                v: bool,
+            ) -> std::result::Result<RawRebalance, E> {
+                Ok(RawRebalance::Flag(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> std::result::Result<RawRebalance, A::Error> {
+                RawRebalanceTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|t| RawRebalance::Table(Box::new(t)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The knobs of `lbctl rebalance`, but `pool`: every pool is looked at.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRebalanceTable {
+    threshold: Option<Spanned<f64>>,
+    strategy: Option<Spanned<String>>,
+    min_load: Option<Spanned<f64>>,
+    window: Option<Spanned<String>>,
+    max_drain: Option<Spanned<String>>,
+    duration: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -341,6 +400,7 @@ impl Plan {
             groups,
             finally: None,
             zdu: None,
+            rebalance: None,
             origin: "plan".into(),
             lines: Lines::default(),
         }
@@ -381,6 +441,10 @@ impl Plan {
             )));
         }
         let zdu = raw.zdu.map(|z| zdu_config(&cx, z)).transpose()?;
+        let rebalance = match raw.rebalance {
+            None => None,
+            Some(r) => rebalance_options(&cx, r)?,
+        };
         if raw.group.is_empty() {
             return Err(Error::Config(format!(
                 "{origin}: the plan has no [[group]]; add at least one with name and nodes"
@@ -515,6 +579,7 @@ impl Plan {
             groups,
             finally,
             zdu,
+            rebalance,
             origin: origin.into(),
             lines,
         })
@@ -662,6 +727,62 @@ fn gate(cx: &Ctx<'_>, group: &str, g: Spanned<RawGate>, have_zdu: bool) -> Resul
         timeout,
         interval,
     })
+}
+
+fn rebalance_options(cx: &Ctx<'_>, r: Spanned<RawRebalance>) -> Result<Option<RebalanceOptions>> {
+    let t = match r.into_inner() {
+        RawRebalance::Flag(false) => return Ok(None),
+        RawRebalance::Flag(true) => return Ok(Some(RebalanceOptions::default())),
+        RawRebalance::Table(t) => t,
+    };
+    let mut o = RebalanceOptions::default();
+    if let Some(v) = t.threshold {
+        let x = *v.get_ref();
+        if !x.is_finite() || x < 1.0 {
+            return Err(cx.err(
+                v.span().start,
+                format!("rebalance: threshold must be at least 1 (max/mean load), not {x}"),
+            ));
+        }
+        o.threshold = x;
+    }
+    if let Some(v) = t.min_load {
+        let x = *v.get_ref();
+        if !x.is_finite() || x < 0.0 {
+            return Err(cx.err(
+                v.span().start,
+                format!("rebalance: min_load must be 0 or more, not {x}"),
+            ));
+        }
+        o.min_load = x;
+    }
+    if let Some(v) = t.strategy {
+        o.strategy = v.get_ref().parse::<Strategy>().map_err(|_| {
+            cx.err(
+                v.span().start,
+                format!(
+                    "rebalance: unknown strategy {:?}: drain or weight",
+                    v.get_ref()
+                ),
+            )
+        })?;
+    }
+    for (key, d, v) in [
+        ("window", &mut o.window, t.window),
+        ("max_drain", &mut o.max_drain, t.max_drain),
+        ("duration", &mut o.duration, t.duration),
+    ] {
+        if let Some(v) = v {
+            let at = v.span().start;
+            let x = parse_duration(v.get_ref())
+                .map_err(|e| cx.err(at, format!("rebalance: {key}: {e}")))?;
+            if x.is_zero() {
+                return Err(cx.err(at, format!("rebalance: {key} must be more than 0")));
+            }
+            *d = x;
+        }
+    }
+    Ok(Some(o))
 }
 
 fn zdu_config(cx: &Ctx<'_>, z: Spanned<RawZdu>) -> Result<ZduConfig> {
@@ -831,12 +952,12 @@ body = "\"status\":\"ok\""
             .to_string();
         assert!(e.contains("expect") && e.contains("line 33"), "{e}");
         let e = Plan::parse(
-            "rebalance = true\n[[group]]\nname = \"a\"\nnodes = [\"n\"]\n",
+            "rebalanse = true\n[[group]]\nname = \"a\"\nnodes = [\"n\"]\n",
             "p.toml",
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("rebalance") && e.contains("line 1"), "{e}");
+        assert!(e.contains("rebalanse") && e.contains("line 1"), "{e}");
         let e = Plan::parse(
             "[[group]]\nname = \"a\"\nnodes = [\"n\"]\ntimeout = \"5x\"\n",
             "p.toml",
@@ -917,6 +1038,113 @@ body = "\"status\":\"ok\""
             .unwrap_err()
             .to_string();
         assert!(e.contains("no [[group]]"), "{e}");
+    }
+
+    const ONE_GROUP: &str = "\n[[group]]\nname = \"app\"\nnodes = [\"node1\"]\n";
+
+    fn with_rebalance(line: &str) -> Result<Plan> {
+        Plan::parse(
+            &format!("finally = \"true\"\n{line}\n{ONE_GROUP}"),
+            "r.toml",
+        )
+    }
+
+    #[test]
+    fn rebalance_is_a_bool_or_a_table_of_the_cli_knobs() {
+        let p = Plan::parse(ONE_GROUP, "r.toml").unwrap();
+        assert_eq!(p.rebalance, None, "absent");
+        assert_eq!(with_rebalance("rebalance = false").unwrap().rebalance, None);
+        assert_eq!(
+            with_rebalance("rebalance = true").unwrap().rebalance,
+            Some(RebalanceOptions::default()),
+            "the defaults of lbctl rebalance"
+        );
+        let o = with_rebalance(
+            "rebalance = { threshold = 1.3, strategy = \"weight\", min_load = 2, window = \"2s\", max_drain = \"45s\", duration = \"3m\" }",
+        )
+        .unwrap()
+        .rebalance
+        .unwrap();
+        assert_eq!(
+            o,
+            RebalanceOptions {
+                pool: None,
+                threshold: 1.3,
+                min_load: 2.0,
+                strategy: Strategy::Weight,
+                window: Duration::from_secs(2),
+                max_drain: Duration::from_secs(45),
+                duration: Duration::from_secs(180),
+                ..RebalanceOptions::default()
+            }
+        );
+        let o = with_rebalance("rebalance = { strategy = \"drain\" }")
+            .unwrap()
+            .rebalance
+            .unwrap();
+        assert_eq!(o, RebalanceOptions::default(), "every key is optional");
+        // The same as a table of its own, after the groups.
+        let p = Plan::parse(
+            &format!("{ONE_GROUP}\n[rebalance]\nstrategy = \"weight\"\nthreshold = 2\n"),
+            "r.toml",
+        )
+        .unwrap();
+        let o = p.rebalance.unwrap();
+        assert_eq!((o.strategy, o.threshold), (Strategy::Weight, 2.0));
+        assert_eq!(p.groups.len(), 1);
+    }
+
+    #[test]
+    fn rebalance_errors_name_the_file_the_line_and_the_key() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "rebalance = { pool = \"app\" }",
+                &["line 2", "unknown field `pool`"],
+            ),
+            (
+                "rebalance = { strategy = \"weight\", treshold = 1.2 }",
+                &["line 2", "unknown field `treshold`"],
+            ),
+            (
+                "rebalance = { threshold = 0.8 }",
+                &["line 2: rebalance: threshold must be at least 1", "not 0.8"],
+            ),
+            (
+                "rebalance = { min_load = -1 }",
+                &["line 2: rebalance: min_load must be 0 or more, not -1"],
+            ),
+            (
+                "rebalance = { strategy = \"fast\" }",
+                &["line 2: rebalance: unknown strategy \"fast\": drain or weight"],
+            ),
+            (
+                "rebalance = { window = \"5x\" }",
+                &["line 2: rebalance: window: invalid duration \"5x\""],
+            ),
+            (
+                "rebalance = { duration = \"0s\" }",
+                &["line 2: rebalance: duration must be more than 0"],
+            ),
+            (
+                "rebalance = \"yes\"",
+                &["line 2", "rebalance", "true, false or a table"],
+            ),
+        ];
+        for (line, want) in cases {
+            let e = with_rebalance(line).unwrap_err().to_string();
+            assert!(e.starts_with("r.toml: "), "{line}: {e}");
+            for w in *want {
+                assert!(e.contains(w), "{line}: want {w:?} in: {e}");
+            }
+        }
+        // A key on a line of its own is named at its own line.
+        let e = Plan::parse(
+            &format!("{ONE_GROUP}\n[rebalance]\nstrategy = \"weight\"\nthreshold = 0.5\n"),
+            "r.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("line 8: rebalance: threshold"), "{e}");
     }
 
     #[test]

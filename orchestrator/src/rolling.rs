@@ -8,6 +8,12 @@
 //! `balanced = false` run hooks and gates only. Any failure stops the run
 //! and leaves the failing node out of rotation; the journal records every
 //! step, so [`RollingOptions::resume`] continues at the step that failed.
+//!
+//! Once every group is done (and Confluence's upgrade approved), a plan
+//! with `rebalance` runs [`Fleet::rebalance`] once, as a step of its own,
+//! before `finally`. A pool it leaves skewed, or that the guard kept it
+//! from touching, is a warning: the upgrade itself succeeded. A balancer
+//! failing during it fails the step like a failing hook.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -27,6 +33,7 @@ use crate::journal::{Event, Record, Run, now_rfc3339};
 use crate::plan::{
     DEFAULT_GATE_INTERVAL, DEFAULT_GATE_TIMEOUT, Gate, GateCheck, Group, Hook, Plan,
 };
+use crate::rebalance::{PoolOutcome, RebalanceOptions, RebalanceReport, Strategy};
 use crate::wait::{WaitError, await_condition};
 use crate::zdu::{ClusterState, Zdu};
 
@@ -55,6 +62,9 @@ pub enum Step {
     AfterGroup,
     /// Confluence ZDU: wait for READY_TO_RUN_UPGRADE_TASKS and approve.
     ZduApprove,
+    /// The plan's `rebalance`: [`Fleet::rebalance`] once the last node is
+    /// back.
+    Rebalance,
     /// The plan's `finally` hook.
     Finally,
     /// Confluence ZDU: leave upgrade mode (a run abandoned before any
@@ -76,6 +86,7 @@ impl Step {
             Step::Undrain => "undrain",
             Step::AfterGroup => "after_group",
             Step::ZduApprove => "zdu_approve",
+            Step::Rebalance => "rebalance",
             Step::Finally => "finally",
             Step::ZduCancel => "zdu_cancel",
         }
@@ -224,8 +235,11 @@ pub struct Timing {
     pub gate_ms: u64,
     /// Waiting for balancers to see nodes healthy after undrain (ms).
     pub health_wait_ms: u64,
-    /// `elapsed - hooks - drain_wait` (ms): gates and health waits count
-    /// as orchestration.
+    /// In the plan's `rebalance` step (ms): measuring and waiting for
+    /// users to move.
+    pub rebalance_ms: u64,
+    /// `elapsed - hooks - drain_wait - rebalance` (ms): gates and health
+    /// waits count as orchestration.
     pub overhead_ms: u64,
     /// Nodes this run worked on.
     pub nodes: usize,
@@ -256,7 +270,7 @@ pub struct Failure {
 }
 
 /// `lbctl rolling`: what ran, step by step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RollingReport {
     /// The plan.
     pub plan: String,
@@ -279,12 +293,17 @@ pub struct RollingReport {
     pub nodes_total: usize,
     /// Nodes upgraded and back (in this run or the ones it resumes).
     pub nodes_done: usize,
-    /// The plan's and the groups' own steps (ZDU, `after_group`, `finally`).
+    /// The plan's and the groups' own steps (ZDU, `after_group`,
+    /// `rebalance`, `finally`).
     pub steps: Vec<StepReport>,
     /// Every node of the plan, in order.
     pub nodes: Vec<NodeReport>,
     /// Where the time went.
     pub timing: Timing,
+    /// What the plan's `rebalance` step found and did (absent when the
+    /// plan has none, or an earlier run did it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rebalance: Option<RebalanceReport>,
     /// Where and why it stopped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
@@ -819,6 +838,7 @@ impl<'a> Rolling<'a> {
                 drain_wait: Duration::ZERO,
                 gate: Duration::ZERO,
                 health_wait: Duration::ZERO,
+                rebalance: Duration::ZERO,
                 worked: BTreeSet::new(),
             }),
         };
@@ -866,6 +886,7 @@ impl<'a> Rolling<'a> {
                 })
                 .collect(),
             timing: Timing::default(),
+            rebalance: None,
             failure: None,
             warnings: Vec::new(),
         }
@@ -996,6 +1017,15 @@ impl<'a> Rolling<'a> {
             mark(&mut s, done("", "", "zdu_approve"));
             rep.steps.push(s);
         }
+        if let Some(o) = &self.plan.rebalance {
+            let mut s = StepReport::new(
+                Step::Rebalance,
+                Some(describe_rebalance(o)),
+                StepResult::Planned,
+            );
+            mark(&mut s, done("", "", "rebalance"));
+            rep.steps.push(s);
+        }
         if let Some(h) = &self.plan.finally {
             let mut s =
                 StepReport::new(Step::Finally, Some(h.command.clone()), StepResult::Planned);
@@ -1014,7 +1044,78 @@ struct State {
     drain_wait: Duration,
     gate: Duration,
     health_wait: Duration,
+    rebalance: Duration,
     worked: BTreeSet<String>,
+}
+
+/// What the rebalance step does, in words (`--dry-run`, the report).
+fn describe_rebalance(o: &RebalanceOptions) -> String {
+    let (strategy, hold) = match o.strategy {
+        Strategy::Drain => (
+            "drain",
+            format!(
+                ", max_drain {}",
+                crate::duration::format_duration(o.max_drain)
+            ),
+        ),
+        Strategy::Weight => ("weight", String::new()),
+    };
+    format!(
+        "rebalance all measurable pools, threshold {}, strategy {strategy} \
+         (min_load {}, window {}{hold}, duration {} per pool)",
+        o.threshold,
+        o.min_load,
+        crate::duration::format_duration(o.window),
+        crate::duration::format_duration(o.duration),
+    )
+}
+
+/// The warnings a rebalance's outcome gives the operator: pools it could
+/// not even out. They do not fail the upgrade.
+fn rebalance_warnings(r: &RebalanceReport) -> Vec<String> {
+    r.pools
+        .iter()
+        .filter_map(|p| {
+            let skew = p
+                .after
+                .as_ref()
+                .or(p.before.as_ref())
+                .map_or(String::new(), |m| format!(" (skew {:.2})", m.skew));
+            let what = match p.outcome {
+                PoolOutcome::StillSkewed => format!(
+                    "still skewed{skew} after {} ms, above the threshold {}",
+                    p.elapsed_ms, r.threshold
+                ),
+                PoolOutcome::Prevented => format!(
+                    "skewed{skew} but not rebalanced: {}",
+                    p.reason.as_deref().unwrap_or("no action was possible")
+                ),
+                _ => return None,
+            };
+            Some(format!(
+                "rebalance: {} pool {}: {what}; the upgrade itself is done",
+                p.balancer, p.pool
+            ))
+        })
+        .collect()
+}
+
+/// The step's message, pool by pool: `edge pool app: rebalanced`.
+fn rebalance_summary(r: &RebalanceReport) -> String {
+    if r.pools.is_empty() {
+        return "no pool to look at".into();
+    }
+    r.pools
+        .iter()
+        .map(|p| {
+            let what = serde_json::to_value(p.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
+                .unwrap_or_default();
+            format!("{} pool {}: {what}", p.balancer, p.pool)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// What a step produced.
@@ -1345,13 +1446,14 @@ impl Exec<'_> {
         let mut st = self.st();
         let elapsed = self.started.elapsed();
         let nodes = st.worked.len();
-        let overhead = elapsed.saturating_sub(st.hooks + st.drain_wait);
+        let overhead = elapsed.saturating_sub(st.hooks + st.drain_wait + st.rebalance);
         st.report.timing = Timing {
             elapsed_ms: elapsed.as_millis() as u64,
             hooks_ms: st.hooks.as_millis() as u64,
             drain_wait_ms: st.drain_wait.as_millis() as u64,
             gate_ms: st.gate.as_millis() as u64,
             health_wait_ms: st.health_wait.as_millis() as u64,
+            rebalance_ms: st.rebalance.as_millis() as u64,
             overhead_ms: overhead.as_millis() as u64,
             nodes,
             overhead_per_node_ms: if nodes == 0 {
@@ -1427,6 +1529,15 @@ impl Exec<'_> {
                 self.skipped("", "", Step::ZduApprove, None);
             } else {
                 self.step("", "", Step::ZduApprove, None, self.zdu_approve())
+                    .await?;
+            }
+        }
+        if let Some(o) = &self.r.plan.rebalance {
+            let cmd = Some(describe_rebalance(o));
+            if self.is_done("", "", "rebalance") {
+                self.skipped("", "", Step::Rebalance, cmd);
+            } else {
+                self.step("", "", Step::Rebalance, cmd, self.rebalance(o))
                     .await?;
             }
         }
@@ -1663,6 +1774,98 @@ impl Exec<'_> {
             }
         }
         if failed { Err(Stopped) } else { Ok(()) }
+    }
+
+    /// The plan's `rebalance` step: once, every pool, after the last node
+    /// is back.
+    async fn rebalance(&self, opts: &RebalanceOptions) -> std::result::Result<Done, Fail> {
+        let fleet = self.r.fleet;
+        self.check_no_rebalance_left().await?;
+        let t0 = Instant::now();
+        // A stop puts back what the rebalance changed before it returns.
+        let res = fleet.rebalance_until(opts, self.stop.clone()).await;
+        self.st().rebalance += t0.elapsed();
+        let report = match res {
+            Ok(r) if r.stopped => {
+                let mut f = Fail::interrupted();
+                f.message.push_str(
+                    " during the rebalance; every member it had changed is back in \
+                     rotation with its weight",
+                );
+                return Err(f);
+            }
+            Ok(r) => r,
+            Err(e) => {
+                return Err(Fail::new(format!(
+                    "{e}; `lbctl recover` puts back whatever the rebalance left changed"
+                )));
+            }
+        };
+        self.warn(&rebalance_warnings(&report));
+        let message = rebalance_summary(&report);
+        self.st().report.rebalance = Some(report);
+        Ok(Done {
+            message: Some(message),
+            ..Done::default()
+        })
+    }
+
+    /// Refuses to rebalance over what an interrupted rebalance left
+    /// changed: it would take a lowered weight for the original, or never
+    /// count a member it left out of rotation. `lbctl recover` first.
+    async fn check_no_rebalance_left(&self) -> std::result::Result<(), Fail> {
+        let fleet = self.r.fleet;
+        let Some(j) = fleet.journal() else {
+            return Ok(());
+        };
+        let records = j.records().map_err(|e| Fail::new(e.to_string()))?;
+        let (left, _) = crate::journal::leftovers(&records);
+        let left: Vec<_> = left
+            .into_iter()
+            .filter(|l| l.command.starts_with("rebalance"))
+            .collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        let snap = fleet
+            .read_all()
+            .await
+            .map_err(|e| Fail::new(e.to_string()))?;
+        let changed: Vec<String> = left
+            .iter()
+            // Only what is still there and still differs: a member gone
+            // since has nothing to be mistaken for.
+            .filter(|l| {
+                let now = fleet
+                    .balancers()
+                    .iter()
+                    .position(|b| b.name == l.balancer)
+                    .and_then(|i| {
+                        snap[i]
+                            .iter()
+                            .find(|m| m.pool == l.pool && m.name == l.member)
+                    })
+                    .and_then(|m| match l.what.as_str() {
+                        "weight" => m.weight.map(|w| w.to_string()),
+                        _ => Some(m.admin.to_string()),
+                    });
+                now.is_some_and(|v| v != l.restore)
+            })
+            .map(|l| {
+                format!(
+                    "{} {}/{} {} (was {})",
+                    l.balancer, l.pool, l.member, l.what, l.restore
+                )
+            })
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        Err(Fail::new(format!(
+            "an interrupted rebalance left {} changed; run `lbctl recover` to put it back, \
+             then resume",
+            changed.join(", ")
+        )))
     }
 
     async fn zdu_start(&self) -> std::result::Result<(), Stopped> {

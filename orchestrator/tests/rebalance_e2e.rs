@@ -7,7 +7,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{Env, apache_section, haproxy_section};
+use common::{Env, apache_section, haproxy_section, servers_state, weights};
 use lb_lab::{Apache, Backend, Haproxy, Load, LoadOptions, PoolSpec, Pools};
 
 fn nodes_section(backends: &[Backend], min_active: usize) -> String {
@@ -38,31 +38,6 @@ fn cookie_pool(backends: &[Backend]) -> Pools {
 fn set_state(h: &Haproxy, server: &str, state: &str) {
     let out = h.command(&format!("set server app/{server} state {state}"));
     assert!(out.trim().is_empty(), "set {server} {state}: {out}");
-}
-
-/// `show servers state app`: server name → the value of `column`,
-/// found by the header's names.
-fn servers_state(h: &Haproxy, column: &str) -> Vec<(String, String)> {
-    let text = h.command("show servers state app");
-    let header: Vec<&str> = text
-        .lines()
-        .find(|l| l.starts_with("# "))
-        .expect("show servers state has a header")
-        .trim_start_matches("# ")
-        .split(' ')
-        .collect();
-    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
-    let (pool, name, value) = (col("be_name"), col("srv_name"), col(column));
-    text.lines()
-        .map(|l| l.split(' ').collect::<Vec<_>>())
-        .filter(|f| f.len() > value && f[pool] == "app")
-        .map(|f| (f[name].to_string(), f[value].to_string()))
-        .collect()
-}
-
-/// Every server's current weight (`srv_uweight`).
-fn weights(h: &Haproxy) -> Vec<(String, String)> {
-    servers_state(h, "srv_uweight")
 }
 
 /// Every server's admin bits (`srv_admin_state`).

@@ -6,8 +6,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lb_core::{AdminState, Balancer, InMemoryBalancer, MemberRef};
+use lb_core::{AdminState, Balancer, Error as LbError, InMemoryBalancer, MemberRef};
+use orchestrator::journal::{Event, Run};
 use orchestrator::plan::Plan;
+use orchestrator::rebalance::PoolOutcome;
 use orchestrator::rolling::{ProgressEvent, RunResult, Step, StepResult};
 use orchestrator::{
     Error, ExitCode, Fleet, Node, Rolling, RollingOptions, RollingProgress, Settings,
@@ -586,4 +588,333 @@ async fn plans_that_do_not_fit_the_inventory_are_refused_naming_the_line() {
         assert!(e.to_string().contains(want), "{e}");
     }
     assert_eq!(edge.writes(), 0);
+}
+
+/// On the begin of the `rebalance` step, runs `f` once (the load a real
+/// pool would carry by then, a balancer that breaks), and records the
+/// plan steps as they begin.
+struct AtRebalance<F: Fn() + Send + Sync> {
+    f: F,
+    began: Mutex<Vec<Step>>,
+}
+
+impl<F: Fn() + Send + Sync> std::fmt::Debug for AtRebalance<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AtRebalance")
+    }
+}
+
+impl<F: Fn() + Send + Sync> RollingProgress for AtRebalance<F> {
+    fn step(&self, e: &ProgressEvent<'_>) {
+        if e.finished.is_some() || !e.node.is_empty() {
+            return;
+        }
+        if e.step == Step::Rebalance {
+            assert_eq!(e.nodes_done, e.nodes_total, "every node is back first");
+            (self.f)();
+        }
+        self.began.lock().unwrap().push(e.step);
+    }
+}
+
+fn at_rebalance<F: Fn() + Send + Sync>(f: F) -> Arc<AtRebalance<F>> {
+    Arc::new(AtRebalance {
+        f,
+        began: Mutex::new(Vec::new()),
+    })
+}
+
+/// The short windows keep the in-memory runs quick; the knobs are those
+/// of `lbctl rebalance`.
+const REBALANCED: &str = r#"
+finally = "echo finally >> DIR/trace"
+rebalance = { window = "50ms", max_drain = "100ms", duration = "600ms" }
+
+[[group]]
+name = "app"
+nodes = ["node1", "node2", "node3"]
+[group.hooks]
+upgrade = "echo {node} upgrade >> DIR/trace"
+"#;
+
+fn skew(edge: &InMemoryBalancer, loads: [u64; 3]) {
+    for (i, l) in loads.into_iter().enumerate() {
+        edge.set_active(&MemberRef::new("app", format!("node{}", i + 1)), l);
+    }
+}
+
+#[tokio::test]
+async fn the_rebalance_runs_once_after_the_last_node_and_a_pool_left_skewed_is_a_warning() {
+    let t = T::new();
+    let edge = lb();
+    let f = fleet(&edge, &t.dir.path().join("state"));
+    let plan = t.plan(REBALANCED);
+    // In memory, users never move: the pool stays skewed whatever is done.
+    let e2 = edge.clone();
+    let p = at_rebalance(move || skew(&e2, [9, 0, 0]));
+    let r = Rolling::new(&f, &plan)
+        .progress(p.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(r.result, RunResult::Ok, "a skewed pool does not fail it");
+    assert_eq!(*p.began.lock().unwrap(), [Step::Rebalance, Step::Finally]);
+    assert_eq!(
+        r.steps
+            .iter()
+            .map(|s| (s.step, s.result))
+            .collect::<Vec<_>>(),
+        [
+            (Step::Rebalance, StepResult::Ok),
+            (Step::Finally, StepResult::Ok)
+        ]
+    );
+    assert_eq!(
+        r.steps[0].message.as_deref(),
+        Some("edge pool app: still skewed")
+    );
+    assert_eq!(t.lines("trace").last().unwrap(), "finally");
+    let rb = r.rebalance.as_ref().unwrap();
+    assert_eq!(rb.pools.len(), 1);
+    let pool = &rb.pools[0];
+    assert_eq!(pool.outcome, PoolOutcome::StillSkewed);
+    assert_eq!(pool.before.as_ref().unwrap().skew, 3.0);
+    assert_eq!(pool.actions[0].member, "node1", "the busiest was drained");
+    assert!(
+        r.warnings.iter().any(|w| w
+            .starts_with("rebalance: edge pool app: still skewed (skew 3.00) after")
+            && w.ends_with("the upgrade itself is done")),
+        "{:?}",
+        r.warnings
+    );
+    for n in ["node1", "node2", "node3"] {
+        assert_eq!(admin(&edge, n), AdminState::Ready, "{n} back in rotation");
+    }
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(v["rebalance"]["pools"][0]["outcome"], "still_skewed");
+    assert_eq!(v["rebalance"]["strategy"], "drain");
+    assert!(v["timing"]["rebalance_ms"].as_u64().unwrap() > 0);
+
+    // Done: a resume has nothing left, and the step is journaled.
+    let e = Rolling::new(&f, &plan)
+        .options(RollingOptions {
+            resume: true,
+            ..RollingOptions::default()
+        })
+        .run()
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("nothing to resume"), "{e}");
+    let records = f.journal().unwrap().records().unwrap();
+    assert!(records.iter().any(|x| matches!(
+        &x.event,
+        Event::Step { step, status, .. } if step == "rebalance" && status == "ok"
+    )));
+}
+
+#[tokio::test]
+async fn a_balancer_failing_during_the_rebalance_fails_that_step_and_resume_runs_it_again() {
+    let t = T::new();
+    let edge = lb();
+    let f = fleet(&edge, &t.dir.path().join("state"));
+    let plan = t.plan(REBALANCED);
+    let e2 = edge.clone();
+    let p = at_rebalance(move || {
+        skew(&e2, [9, 0, 0]);
+        e2.fail_writes(Some(LbError::unavailable("edge", "connection refused")));
+    });
+    let e = Rolling::new(&f, &plan)
+        .progress(p.clone())
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit_code(), ExitCode::Failed);
+    let Error::Rolling(r) = &e else { panic!("{e}") };
+    let fail = r.failure.as_ref().unwrap();
+    assert_eq!((fail.node.as_deref(), fail.step), (None, Step::Rebalance));
+    assert!(
+        fail.message.contains("connection refused") && fail.message.contains("lbctl recover"),
+        "{}",
+        fail.message
+    );
+    assert!(e.to_string().contains("failed at step rebalance"), "{e}");
+    assert_eq!((r.nodes_done, r.nodes_total), (3, 3), "the upgrade is done");
+    assert!(r.rebalance.is_none());
+    assert!(
+        !t.lines("trace").contains(&"finally".to_string()),
+        "the run stopped before finally"
+    );
+
+    // The balancer answers again; the pool has evened out meanwhile.
+    edge.fail_writes(None);
+    skew(&edge, [3, 3, 3]);
+    let r = Rolling::new(&f, &plan)
+        .options(RollingOptions {
+            resume: true,
+            ..RollingOptions::default()
+        })
+        .run()
+        .await
+        .unwrap();
+    assert!(r.nodes.iter().all(|n| n.result == RunResult::Skipped));
+    assert_eq!(
+        r.steps
+            .iter()
+            .map(|s| (s.step, s.result))
+            .collect::<Vec<_>>(),
+        [
+            (Step::Rebalance, StepResult::Ok),
+            (Step::Finally, StepResult::Ok)
+        ],
+        "the failed step runs again, then finally"
+    );
+    let pool = &r.rebalance.as_ref().unwrap().pools[0];
+    assert_eq!(pool.outcome, PoolOutcome::Balanced);
+    assert!(pool.actions.is_empty());
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    assert_eq!(
+        t.lines("trace").iter().filter(|l| *l == "finally").count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_weight_left_lowered_by_a_killed_rebalance_is_refused_until_recover_puts_it_back() {
+    let t = T::new();
+    let edge = lb();
+    let f = fleet(&edge, &t.dir.path().join("state"));
+    let plan = t.plan(REBALANCED);
+    // A rebalance killed while it held node1's weight down (weight 1 → 0)
+    // left an open run in the journal.
+    let node1 = MemberRef::new("app", "node1");
+    let killed = Run::start(f.journal().unwrap(), "rebalance").unwrap();
+    let seq = killed
+        .intent("node1", "edge", &node1, "weight", "1", "0")
+        .unwrap();
+    let res = edge.set_weight(&node1, 0).await;
+    killed.done(seq, &res).unwrap();
+
+    let e = Rolling::new(&f, &plan).run().await.unwrap_err();
+    let Error::Rolling(r) = &e else { panic!("{e}") };
+    let fail = r.failure.as_ref().unwrap();
+    assert_eq!(fail.step, Step::Rebalance);
+    assert!(
+        fail.message
+            .contains("an interrupted rebalance left edge app/node1 weight (was 1) changed")
+            && fail.message.contains("lbctl recover"),
+        "{}",
+        fail.message
+    );
+    assert_eq!(
+        edge.member(&node1).unwrap().weight,
+        Some(0),
+        "not taken for the original"
+    );
+
+    let rec = f.recover(false).await.unwrap();
+    assert_eq!(rec.recovered.len(), 1);
+    assert_eq!(edge.member(&node1).unwrap().weight, Some(1));
+    let r = Rolling::new(&f, &plan)
+        .options(RollingOptions {
+            resume: true,
+            ..RollingOptions::default()
+        })
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(r.steps[0].step, Step::Rebalance);
+    assert_eq!(r.steps[0].result, StepResult::Ok);
+    assert_eq!(
+        r.rebalance.as_ref().unwrap().pools[0].outcome,
+        PoolOutcome::Balanced
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_lists_the_rebalance_before_finally_and_changes_nothing() {
+    let t = T::new();
+    let edge = lb();
+    let f = fleet(&edge, &t.dir.path().join("state"));
+    let plan = t.plan(&REBALANCED.replace(
+        "rebalance = { window = \"50ms\", max_drain = \"100ms\", duration = \"600ms\" }",
+        "rebalance = { strategy = \"weight\", threshold = 1.3 }",
+    ));
+    let r = Rolling::new(&f, &plan)
+        .options(RollingOptions {
+            dry_run: true,
+            ..RollingOptions::default()
+        })
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.steps
+            .iter()
+            .map(|s| (s.step, s.result))
+            .collect::<Vec<_>>(),
+        [
+            (Step::Rebalance, StepResult::Planned),
+            (Step::Finally, StepResult::Planned)
+        ]
+    );
+    assert_eq!(
+        r.steps[0].command.as_deref(),
+        Some(
+            "rebalance all measurable pools, threshold 1.3, strategy weight \
+             (min_load 1, window 2s, duration 2m per pool)"
+        )
+    );
+    assert!(r.rebalance.is_none(), "nothing measured");
+    assert_eq!(edge.writes(), 0);
+}
+
+#[tokio::test]
+async fn stopped_during_the_rebalance_the_step_is_interrupted_and_resume_runs_it() {
+    let t = T::new();
+    let edge = lb();
+    let f = fleet(&edge, &t.dir.path().join("state"));
+    let plan = t.plan(REBALANCED);
+    let rolling = Rolling::new(&f, &plan);
+    let stop = rolling.stop_handle();
+    let e2 = edge.clone();
+    let p = at_rebalance(move || {
+        skew(&e2, [9, 0, 0]);
+        stop.stop();
+    });
+    let e = rolling.progress(p).run().await.unwrap_err();
+    assert_eq!(e.kind(), "interrupted");
+    let Error::Rolling(r) = &e else { panic!("{e}") };
+    let fail = r.failure.as_ref().unwrap();
+    assert!(fail.interrupted);
+    assert_eq!((fail.node.as_deref(), fail.step), (None, Step::Rebalance));
+    assert!(
+        fail.message.contains("during the rebalance")
+            && fail.message.contains("every member it had changed is back"),
+        "{}",
+        fail.message
+    );
+    assert!(!t.lines("trace").contains(&"finally".to_string()));
+
+    skew(&edge, [3, 3, 3]);
+    let r = Rolling::new(&f, &plan)
+        .options(RollingOptions {
+            resume: true,
+            ..RollingOptions::default()
+        })
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.steps
+            .iter()
+            .map(|s| (s.step, s.result))
+            .collect::<Vec<_>>(),
+        [
+            (Step::Rebalance, StepResult::Ok),
+            (Step::Finally, StepResult::Ok)
+        ]
+    );
+    for n in ["node1", "node2", "node3"] {
+        assert_eq!(admin(&edge, n), AdminState::Ready);
+    }
 }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{Env, admin_bits, apache_section, haproxy_section, json, nginx_section, text};
+use common::{
+    Env, admin_bits, apache_section, haproxy_section, json, nginx_section, text, weights,
+};
 use lb_lab::{
     Apache, AppNodes, FakeZdu, Haproxy, Load, LoadOptions, LoadReport, Nginx, PoolSpec, Pools, http,
 };
@@ -431,6 +433,165 @@ fn a_dry_run_prints_every_node_step_and_command_and_touches_nothing() {
     assert_eq!(v["nodes"][0]["steps"][0]["result"], "planned");
 }
 
+/// Keep-alive clients whose requests take 40 ms each, so that HAProxy's
+/// per-server count of connections in flight (`scur`) is the load.
+fn slow_load(hap: &Haproxy, connections: usize) -> Load {
+    let l = Load::start(
+        &format!("{}slow?ms=40", hap.frontend_url("app")),
+        LoadOptions {
+            connections,
+            ..LoadOptions::default()
+        },
+    );
+    l.wait_for_ok(100);
+    l
+}
+
+fn weighted_pool(apps: &AppNodes, weights: &[(&str, u32)]) -> Pools {
+    let mut p = PoolSpec::new("app");
+    for (id, w) in weights {
+        p = p.weighted(id, apps.addr(id), *w);
+    }
+    Pools::new().with(p)
+}
+
+/// The rebalance entry of the JSON report for pool `app`.
+fn rebalanced_pool(v: &serde_json::Value) -> &serde_json::Value {
+    let pools = v["rebalance"]["pools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no rebalance in the report: {v}"));
+    assert_eq!(pools.len(), 1, "{v}");
+    assert_eq!(pools[0]["pool"], "app", "{v}");
+    &pools[0]
+}
+
+#[test]
+fn a_pool_left_skewed_after_the_upgrade_is_evened_out_by_weight_and_every_weight_comes_back() {
+    let apps = AppNodes::start_many(3);
+    let ids = apps.ids();
+    let hap = Haproxy::start(&weighted_pool(
+        &apps,
+        &[("node1", 200), ("node2", 50), ("node3", 50)],
+    ));
+    let original = weights(&hap);
+    let env = Env::with_plan(
+        &inventory(&apps, &haproxy_section("edge", &hap.admin_socket())),
+        &format!(
+            "rebalance = {{ strategy = \"weight\", window = \"1s\", duration = \"30s\" }}\n\n{}",
+            upgrade_plan(&apps, &ids)
+        ),
+    );
+    let traffic = slow_load(&hap, 9);
+    let out = env.rolling(&["--output", "json"]);
+    traffic.wait_for_ok(100);
+    let r = traffic.stop();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_no_failure(&r, "upgrade and rebalance");
+    let v = json(&out);
+    assert_eq!(v["result"], "ok");
+    assert_eq!(v["nodes_done"], 3);
+    for id in &ids {
+        assert_eq!(apps.installed_version(id), "2", "{id} upgraded");
+        assert_eq!(admin_bits(&hap, id), 0, "{id} back in rotation");
+    }
+
+    let plan_steps: Vec<(&str, &str)> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step"].as_str().unwrap(), s["result"].as_str().unwrap()))
+        .collect();
+    assert_eq!(plan_steps, [("rebalance", "ok")]);
+    assert_eq!(v["rebalance"]["strategy"], "weight");
+    let p = rebalanced_pool(&v);
+    assert_eq!(p["outcome"], "rebalanced", "{v}");
+    assert!(p["before"]["skew"].as_f64().unwrap() > 1.5, "{v}");
+    assert!(p["after"]["skew"].as_f64().unwrap() <= 1.5, "{v}");
+    let lowered = p["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["member"] == "node1")
+        .unwrap_or_else(|| panic!("node1, the busiest, was lowered: {v}"));
+    assert_eq!(lowered["what"], "weight");
+    assert_eq!(lowered["from"], "200");
+    assert!(
+        lowered["to"].as_str().unwrap().parse::<u32>().unwrap() < 200,
+        "{v}"
+    );
+    assert!(
+        !v["warnings"].as_array().is_some_and(|w| w
+            .iter()
+            .any(|w| w.as_str().unwrap().starts_with("rebalance"))),
+        "evened out: nothing to warn about: {v}"
+    );
+    assert_eq!(weights(&hap), original, "every weight back, exactly");
+}
+
+#[test]
+fn a_balanced_pool_after_the_upgrade_is_left_alone_and_the_text_shows_each_pool() {
+    let apps = AppNodes::start_many(3);
+    let ids = apps.ids();
+    let hap = Haproxy::start(&pool(&apps, &ids));
+    let env = Env::with_plan(
+        &inventory(&apps, &haproxy_section("edge", &hap.admin_socket())),
+        &format!("rebalance = true\n\n{}", upgrade_plan(&apps, &ids)),
+    );
+
+    // The dry run lists the step and measures nothing.
+    let out = env.rolling(&["--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    let last = t.lines().last().unwrap();
+    assert!(
+        last.starts_with(
+            "  rebalance   rebalance all measurable pools, threshold 1.5, strategy drain"
+        ),
+        "the plan's last step: {t}"
+    );
+    assert!(!t.contains("skew"), "{t}");
+    let v = json(&env.rolling(&["--dry-run", "--output", "json"]));
+    assert_eq!(v["steps"][0]["step"], "rebalance");
+    assert_eq!(v["steps"][0]["result"], "planned");
+    assert!(v.get("rebalance").is_none(), "{v}");
+
+    let traffic = slow_load(&hap, 6);
+    let out = env.rolling(&["--output", "json"]);
+    traffic.wait_for_ok(100);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v = json(&out);
+    let p = rebalanced_pool(&v);
+    assert_eq!(p["outcome"], "balanced", "{v}");
+    assert!(p["actions"].as_array().unwrap().is_empty(), "{v}");
+    assert!(p["before"]["skew"].as_f64().unwrap() <= 1.5, "{v}");
+    assert_eq!(v["rebalance"]["threshold"], 1.5);
+    assert_eq!(v["rebalance"]["strategy"], "drain");
+
+    // Run again (a finished plan may be), in text: the same per-pool
+    // lines `lbctl rebalance` prints, after the summary.
+    let out = env.rolling(&[]);
+    traffic.wait_for_ok(100);
+    let r = traffic.stop();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_no_failure(&r, "two upgrades with a rebalance each");
+    let t = text(&out.stdout);
+    assert!(t.contains("\nrebalance ok ("), "the step's line: {t}");
+    assert!(
+        t.contains("rebalance once the last node was back (drain, threshold 1.5), in "),
+        "{t}"
+    );
+    assert!(t.contains("\nedge pool app (haproxy): balanced\n"), "{t}");
+    assert!(t.contains("\n  before: skew "), "{t}");
+    assert!(
+        !text(&out.stderr).contains("warning: rebalance"),
+        "{}",
+        text(&out.stderr)
+    );
+    for id in &ids {
+        assert_eq!(admin_bits(&hap, id), 0);
+    }
+}
+
 /// Every node of the GitLab example, as lab nodes.
 const GITLAB_NODES: [&str; 10] = [
     "consul1",
@@ -721,11 +882,19 @@ fn bad_plans_and_empty_resumes_are_exit_2_naming_what_is_wrong() {
 
     std::fs::write(
         env.plan(),
-        format!("rebalance = true\n{}", plan.replace("bacth = 2\n", "")),
+        format!(
+            "rebalance = {{ threshold = 0.5 }}\n{}",
+            plan.replace("bacth = 2\n", "")
+        ),
     )
     .unwrap();
-    let err = text(&env.rolling(&[]).stderr);
-    assert!(err.contains("rebalance") && err.contains("line 1"), "{err}");
+    let out = env.rolling(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("plan.toml: line 1: rebalance: threshold must be at least 1"),
+        "{err}"
+    );
 
     std::fs::write(env.plan(), plan.replace("bacth = 2\n", "")).unwrap();
     let out = env.rolling(&["--resume"]);

@@ -170,3 +170,33 @@ pub fn admin_bits(h: &Haproxy, server: &str) -> u32 {
         .and_then(|l| l.split(' ').nth(6).and_then(|b| b.parse().ok()))
         .unwrap_or_else(|| panic!("no {server} in show servers state"))
 }
+
+/// `show servers state app`: each server's name and the value of
+/// `column`, found by the header's names.
+pub fn servers_state(h: &Haproxy, column: &str) -> Vec<(String, String)> {
+    let text = h.command("show servers state app");
+    let header: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("# "))
+        .expect("show servers state has a header")
+        .trim_start_matches("# ")
+        .split(' ')
+        .collect();
+    let col = |n: &str| {
+        header
+            .iter()
+            .position(|h| *h == n)
+            .unwrap_or_else(|| panic!("no {n} in {header:?}"))
+    };
+    let (pool, name, value) = (col("be_name"), col("srv_name"), col(column));
+    text.lines()
+        .map(|l| l.split(' ').collect::<Vec<_>>())
+        .filter(|f| f.len() > value && f[pool] == "app")
+        .map(|f| (f[name].to_string(), f[value].to_string()))
+        .collect()
+}
+
+/// Every server of pool `app` with its current weight (`srv_uweight`).
+pub fn weights(h: &Haproxy) -> Vec<(String, String)> {
+    servers_state(h, "srv_uweight")
+}

@@ -181,13 +181,19 @@ fn loads(m: &orchestrator::rebalance::Measure) -> String {
 }
 
 pub fn rebalance(out: &Output, r: &orchestrator::RebalanceReport) {
-    use orchestrator::rebalance::PoolOutcome;
     if out.json {
         return json(r);
     }
     if out.quiet {
         return;
     }
+    rebalance_lines(r);
+}
+
+/// The per-pool lines of a rebalance (`lbctl rebalance`, and the rolling
+/// plan's `rebalance` step).
+fn rebalance_lines(r: &orchestrator::RebalanceReport) {
+    use orchestrator::rebalance::PoolOutcome;
     if r.dry_run {
         println!("dry run, nothing changed");
     }
@@ -472,6 +478,18 @@ pub fn rolling(out: &Output, r: &RollingReport) {
         );
         if let Some(l) = &r.hook_log {
             println!("hook log: {l}");
+        }
+        if let Some(rb) = &r.rebalance {
+            println!(
+                "rebalance once the last node was back ({}, threshold {}), in {}:",
+                serde_json::to_value(rb.strategy)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
+                rb.threshold,
+                secs(t.rebalance_ms)
+            );
+            rebalance_lines(rb);
         }
         return;
     }
