@@ -131,6 +131,24 @@ fn one_run(kind: &str, dir: &std::path::Path) -> Run {
         )
     });
     let p = &v["pools"][0];
+    for m in p["after"]["members"].as_array().into_iter().flatten() {
+        eprintln!(
+            "    after: {} {} {} load {}",
+            m["member"].as_str().unwrap_or("?"),
+            m["admin"],
+            m["health"],
+            m["load"]
+        );
+    }
+    for a in p["actions"].as_array().into_iter().flatten() {
+        eprintln!(
+            "    {} out for {} ms: load {} -> {}",
+            a["member"].as_str().unwrap_or("?"),
+            a["held_ms"],
+            a["load_before"],
+            a["load_after"]
+        );
+    }
     let skew = |m: &str| p[m]["skew"].as_f64().unwrap_or(f64::NAN);
     let served = served_skew(&load, &backends, 400);
     let report = load.stop();

@@ -417,10 +417,14 @@ impl Ctx<'_> {
         report: &mut PoolReport,
         deadline: Instant,
     ) -> Result<Measure> {
-        // Each member's users' estimated request period, and its time out.
-        let mut period: BTreeMap<String, Duration> = BTreeMap::new();
+        // The users' request period, as last estimated (the same users
+        // and application behind every member), each member's time out and
+        // last pulse, and the run of pulses on one member: its load before
+        // the first and their time together.
+        let mut period: Option<Duration> = None;
         let mut spent: BTreeMap<String, Duration> = BTreeMap::new();
         let mut last: BTreeMap<String, Duration> = BTreeMap::new();
+        let mut streak: Option<(String, f64, Duration)> = None;
         let mut rounds = 0;
         // Once acting, settle well inside the threshold (halfway between
         // even and the threshold), so that a pool left just under it does
@@ -477,13 +481,22 @@ impl Ctx<'_> {
             }
             // The share of the member's users that should go elsewhere;
             // aimed a little short, as moving too many makes a new hot spot
-            // while moving too few only takes another pulse. The estimate
-            // from a pulse that moved little is rough: at most four times
-            // the last pulse.
+            // while moving too few only takes another pulse. An estimate
+            // from pulses that moved little is rough: at most four times
+            // the member's last pulse.
             let share = ((hot.load - now.mean) / hot.load).clamp(0.0, 0.95) * 0.8;
-            let width = match (period.get(&hot.member), last.get(&hot.member)) {
-                (Some(p), Some(l)) => p.mul_f64(-(1.0 - share).ln()).min(*l * 4),
-                _ => FIRST_PULSE,
+            let width = match period {
+                Some(p) => {
+                    let w = p.mul_f64(-(1.0 - share).ln());
+                    // A member not pulsed yet: at most four times the
+                    // longest pulse so far.
+                    let cap = last
+                        .get(&hot.member)
+                        .or_else(|| last.values().max())
+                        .map_or(FIRST_PULSE, |l| *l * 4);
+                    w.min(cap)
+                }
+                None => FIRST_PULSE,
             }
             .clamp(MIN_PULSE, left.max(MIN_PULSE))
             .min(left);
@@ -541,16 +554,17 @@ impl Ctx<'_> {
                 load_after: Some(after),
                 held_ms: held.as_millis() as u64,
             });
-            // The share that left during `held`: 1 - e^(-held/period).
-            let moved = (1.0 - after / hot.load).clamp(0.0, 1.0);
+            // The share that left during the member's pulses in a row:
+            // 1 - e^(-time out/period). Taken over the whole run of pulses,
+            // so that one noisy measure does not throw the estimate off.
             last.insert(hot.member.clone(), held);
-            let estimate = if moved < 0.02 {
-                // Nothing measurable moved: try four times as long.
-                held.mul_f64(4.0 / 0.69)
-            } else {
-                held.div_f64(-(1.0 - moved.min(0.98)).ln())
+            let (load0, out) = match streak.take() {
+                Some((m, l0, t)) if m == hot.member => (l0, t + held),
+                _ => (hot.load, held),
             };
-            period.insert(hot.member.clone(), estimate);
+            streak = Some((hot.member.clone(), load0, out));
+            let moved = (1.0 - after / load0).clamp(0.02, 0.98);
+            period = Some(out.div_f64(-(1.0 - moved).ln()));
         }
         Ok(now)
     }
