@@ -136,8 +136,9 @@ enum Command {
     /// Even out uneven load: measure each pool's per-member connections
     /// over a window; where max/mean is above the threshold, briefly take
     /// the busiest members out of rotation (drain) or lower their weights
-    /// for a while (weight). Exit 0 balanced, 3 still skewed at the
-    /// deadline, 4 the guard prevented action
+    /// for a while (weight). Exit 0 balanced, 1 stopped by SIGINT or
+    /// SIGTERM (everything put back first), 3 still skewed at the deadline,
+    /// 4 the guard prevented action
     Rebalance {
         /// Only this pool (default: every pool of every balancer)
         #[arg(long, value_name = "POOL")]
