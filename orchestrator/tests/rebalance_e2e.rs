@@ -35,6 +35,20 @@ fn cookie_pool(backends: &[Backend]) -> Pools {
     Pools::new().with(PoolSpec::new("app").backends(backends).haproxy_cookies())
 }
 
+/// Starts `load` while only node1 takes new users (node2 and node3
+/// draining), then puts node2 and node3 back: everyone stays on node1, as
+/// after a rolling upgrade.
+fn all_on_node1(h: &Haproxy, load: impl FnOnce() -> Load) -> Load {
+    set_state(h, "node2", "drain");
+    set_state(h, "node3", "drain");
+    let load = load();
+    load.wait_for_ok(100);
+    set_state(h, "node2", "ready");
+    set_state(h, "node3", "ready");
+    load.wait_for_ok(100);
+    load
+}
+
 fn set_state(h: &Haproxy, server: &str, state: &str) {
     let out = h.command(&format!("set server app/{server} state {state}"));
     assert!(out.trim().is_empty(), "set {server} {state}: {out}");
@@ -227,15 +241,8 @@ fn measured_skew(h: &Haproxy, n: usize) -> (f64, Vec<(String, f64)>) {
 fn drain_strategy_moves_cookie_persistent_users_off_the_busy_member_on_haproxy() {
     let backends = Backend::start_many(3);
     let hap = Haproxy::start(&cookie_pool(&backends));
-    // Everyone arrives while only node1 takes new users…
-    set_state(&hap, "node2", "drain");
-    set_state(&hap, "node3", "drain");
-    let load = users(&hap.frontend_url("app"), 36);
-    load.wait_for_ok(100);
-    // …then the others come back, and get no one.
-    set_state(&hap, "node2", "ready");
-    set_state(&hap, "node3", "ready");
-    load.wait_for_ok(100);
+    // Everyone arrived while only node1 took new users, and stays there.
+    let load = all_on_node1(&hap, || users(&hap.frontend_url("app"), 36));
     let (skew, loads) = measured_skew(&hap, 10);
     assert!(skew > 2.0, "skewed before: {loads:?}");
 
@@ -264,13 +271,7 @@ fn users_that_come_back_after_each_pulse_are_reported_still_skewed() {
     // node1 is back, however long it was out.
     let backends = Backend::start_many(3);
     let hap = Haproxy::start(&sticky_pool(&backends));
-    set_state(&hap, "node2", "drain");
-    set_state(&hap, "node3", "drain");
-    let load = slow_load(&hap, 12, 40);
-    load.wait_for_ok(100);
-    set_state(&hap, "node2", "ready");
-    set_state(&hap, "node3", "ready");
-    load.wait_for_ok(100);
+    let load = all_on_node1(&hap, || slow_load(&hap, 12, 40));
     let env =
         Env::new(&(nodes_section(&backends, 1) + &haproxy_section("edge", &hap.admin_socket())));
     let (code, v) = env.json_code(&["rebalance", "--window", "500ms", "--max-drain", "2s"]);
@@ -368,12 +369,7 @@ fn killed_mid_rebalance_recover_restores_states_and_weights() {
     // users come back after each pulse, so the pulses grow).
     let backends = Backend::start_many(3);
     let hap = Haproxy::start(&sticky_pool(&backends));
-    set_state(&hap, "node2", "drain");
-    set_state(&hap, "node3", "drain");
-    let load = slow_load(&hap, 12, 40);
-    load.wait_for_ok(100);
-    set_state(&hap, "node2", "ready");
-    set_state(&hap, "node3", "ready");
+    let load = all_on_node1(&hap, || slow_load(&hap, 12, 40));
     let env =
         Env::new(&(nodes_section(&backends, 1) + &haproxy_section("edge", &hap.admin_socket())));
     kill_when(&env, &["rebalance", "--window", "500ms"], || {
@@ -457,12 +453,7 @@ fn drain_strategy_moves_sticky_session_users_off_the_busy_member_on_apache() {
 fn interrupted_rebalance_puts_the_member_back_itself_and_exits_1() {
     let backends = Backend::start_many(3);
     let hap = Haproxy::start(&sticky_pool(&backends));
-    set_state(&hap, "node2", "drain");
-    set_state(&hap, "node3", "drain");
-    let load = slow_load(&hap, 12, 40);
-    load.wait_for_ok(100);
-    set_state(&hap, "node2", "ready");
-    set_state(&hap, "node3", "ready");
+    let load = all_on_node1(&hap, || slow_load(&hap, 12, 40));
     let env =
         Env::new(&(nodes_section(&backends, 1) + &haproxy_section("edge", &hap.admin_socket())));
     let out = signal_when(
