@@ -268,6 +268,19 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// A pulse of `m` out of rotation (maint and back), as reported.
+fn pulse(m: &MemberLoad, load_after: Option<f64>, held: Duration) -> Action {
+    Action {
+        member: m.member.clone(),
+        what: "state".into(),
+        from: AdminState::Ready.to_string(),
+        to: AdminState::Maint.to_string(),
+        load_before: m.load,
+        load_after,
+        held_ms: held.as_millis() as u64,
+    }
+}
+
 struct Ctx<'a> {
     fleet: &'a Fleet,
     opts: &'a RebalanceOptions,
@@ -450,15 +463,7 @@ impl Ctx<'_> {
                 break;
             }
             if self.opts.dry_run {
-                report.actions.push(Action {
-                    member: hot.member.clone(),
-                    what: "state".into(),
-                    from: AdminState::Ready.to_string(),
-                    to: AdminState::Maint.to_string(),
-                    load_before: hot.load,
-                    load_after: None,
-                    held_ms: 0,
-                });
+                report.actions.push(pulse(&hot, None, Duration::ZERO));
                 return Ok(now);
             }
             let used = spent.get(&hot.member).copied().unwrap_or_default();
@@ -498,7 +503,7 @@ impl Ctx<'_> {
                 }
                 None => FIRST_PULSE,
             }
-            .clamp(MIN_PULSE, left.max(MIN_PULSE))
+            .max(MIN_PULSE)
             .min(left);
             let started = Instant::now();
             self.set_state(&t, AdminState::Ready, AdminState::Maint)
@@ -515,28 +520,9 @@ impl Ctx<'_> {
             let back = self.set_state(&t, cur, AdminState::Ready).await;
             let held = started.elapsed();
             *spent.entry(hot.member.clone()).or_default() += held;
-            if let Err(e) = back {
-                report.actions.push(Action {
-                    member: hot.member.clone(),
-                    what: "state".into(),
-                    from: AdminState::Ready.to_string(),
-                    to: AdminState::Maint.to_string(),
-                    load_before: hot.load,
-                    load_after: None,
-                    held_ms: held.as_millis() as u64,
-                });
-                return Err(e);
-            }
-            if self.stopped() {
-                report.actions.push(Action {
-                    member: hot.member.clone(),
-                    what: "state".into(),
-                    from: AdminState::Ready.to_string(),
-                    to: AdminState::Maint.to_string(),
-                    load_before: hot.load,
-                    load_after: None,
-                    held_ms: held.as_millis() as u64,
-                });
+            if back.is_err() || self.stopped() {
+                report.actions.push(pulse(&hot, None, held));
+                back?;
                 break;
             }
             (now, snap) = self.measure(bal, pool).await?;
@@ -545,15 +531,7 @@ impl Ctx<'_> {
                 .iter()
                 .find(|m| m.member == hot.member)
                 .map_or(0.0, |m| m.load);
-            report.actions.push(Action {
-                member: hot.member.clone(),
-                what: "state".into(),
-                from: AdminState::Ready.to_string(),
-                to: AdminState::Maint.to_string(),
-                load_before: hot.load,
-                load_after: Some(after),
-                held_ms: held.as_millis() as u64,
-            });
+            report.actions.push(pulse(&hot, Some(after), held));
             // The share that left during the member's pulses in a row:
             // 1 - e^(-time out/period). Taken over the whole run of pulses,
             // so that one noisy measure does not throw the estimate off.

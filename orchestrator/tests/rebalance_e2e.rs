@@ -49,6 +49,24 @@ fn all_on_node1(h: &Haproxy, load: impl FnOnce() -> Load) -> Load {
     load
 }
 
+/// node1 with four times the weight of node2 and node3: under
+/// per-request load, node1 carries twice the mean.
+fn weighted_200_50_50(backends: &[Backend]) -> Haproxy {
+    Haproxy::start(
+        &Pools::new().with(
+            PoolSpec::new("app")
+                .weighted("node1", backends[0].addr(), 200)
+                .weighted("node2", backends[1].addr(), 50)
+                .weighted("node3", backends[2].addr(), 50),
+        ),
+    )
+}
+
+/// lbctl with `backends` as nodes (min_active 1) and `hap` as `edge`.
+fn edge_env(backends: &[Backend], hap: &Haproxy) -> Env {
+    Env::new(&(nodes_section(backends, 1) + &haproxy_section("edge", &hap.admin_socket())))
+}
+
 fn set_state(h: &Haproxy, server: &str, state: &str) {
     let out = h.command(&format!("set server app/{server} state {state}"));
     assert!(out.trim().is_empty(), "set {server} {state}: {out}");
@@ -157,19 +175,11 @@ fn the_guard_keeps_a_pool_of_two_from_losing_both_members() {
 #[test]
 fn weight_strategy_evens_out_and_restores_every_original_weight_exactly() {
     let backends = Backend::start_many(3);
-    let hap = Haproxy::start(
-        &Pools::new().with(
-            PoolSpec::new("app")
-                .weighted("node1", backends[0].addr(), 200)
-                .weighted("node2", backends[1].addr(), 50)
-                .weighted("node3", backends[2].addr(), 50),
-        ),
-    );
+    let hap = weighted_200_50_50(&backends);
     let original = weights(&hap);
     let load = slow_load(&hap, 9, 40);
     load.wait_for_ok(100);
-    let env =
-        Env::new(&(nodes_section(&backends, 1) + &haproxy_section("edge", &hap.admin_socket())));
+    let env = edge_env(&backends, &hap);
     let (code, v) = env.json_code(&[
         "rebalance",
         "--strategy",
@@ -246,8 +256,7 @@ fn drain_strategy_moves_cookie_persistent_users_off_the_busy_member_on_haproxy()
     let (skew, loads) = measured_skew(&hap, 10);
     assert!(skew > 2.0, "skewed before: {loads:?}");
 
-    let env =
-        Env::new(&(nodes_section(&backends, 1) + &haproxy_section("edge", &hap.admin_socket())));
+    let env = edge_env(&backends, &hap);
     let (code, v) = env.json_code(&["rebalance", "--window", "1s"]);
     assert_eq!(code, 0, "{v}");
     let p = pool(&v, "app");
@@ -272,8 +281,7 @@ fn users_that_come_back_after_each_pulse_are_reported_still_skewed() {
     let backends = Backend::start_many(3);
     let hap = Haproxy::start(&sticky_pool(&backends));
     let load = all_on_node1(&hap, || slow_load(&hap, 12, 40));
-    let env =
-        Env::new(&(nodes_section(&backends, 1) + &haproxy_section("edge", &hap.admin_socket())));
+    let env = edge_env(&backends, &hap);
     let (code, v) = env.json_code(&["rebalance", "--window", "500ms", "--max-drain", "2s"]);
     assert_eq!(code, 3, "{v}");
     let p = pool(&v, "app");
@@ -332,19 +340,11 @@ fn kill_when(env: &Env, args: &[&str], changed: impl Fn() -> bool) {
 fn killed_mid_rebalance_recover_restores_states_and_weights() {
     // The weight strategy, killed while node1's weight is lowered.
     let backends = Backend::start_many(3);
-    let hap = Haproxy::start(
-        &Pools::new().with(
-            PoolSpec::new("app")
-                .weighted("node1", backends[0].addr(), 200)
-                .weighted("node2", backends[1].addr(), 50)
-                .weighted("node3", backends[2].addr(), 50),
-        ),
-    );
+    let hap = weighted_200_50_50(&backends);
     let original = weights(&hap);
     let load = slow_load(&hap, 9, 40);
     load.wait_for_ok(100);
-    let env =
-        Env::new(&(nodes_section(&backends, 1) + &haproxy_section("edge", &hap.admin_socket())));
+    let env = edge_env(&backends, &hap);
     kill_when(
         &env,
         &["rebalance", "--strategy", "weight", "--window", "1s"],
@@ -370,8 +370,7 @@ fn killed_mid_rebalance_recover_restores_states_and_weights() {
     let backends = Backend::start_many(3);
     let hap = Haproxy::start(&sticky_pool(&backends));
     let load = all_on_node1(&hap, || slow_load(&hap, 12, 40));
-    let env =
-        Env::new(&(nodes_section(&backends, 1) + &haproxy_section("edge", &hap.admin_socket())));
+    let env = edge_env(&backends, &hap);
     kill_when(&env, &["rebalance", "--window", "500ms"], || {
         admin_bits(&hap).iter().any(|(_, b)| b != "0")
     });
@@ -454,8 +453,7 @@ fn interrupted_rebalance_puts_the_member_back_itself_and_exits_1() {
     let backends = Backend::start_many(3);
     let hap = Haproxy::start(&sticky_pool(&backends));
     let load = all_on_node1(&hap, || slow_load(&hap, 12, 40));
-    let env =
-        Env::new(&(nodes_section(&backends, 1) + &haproxy_section("edge", &hap.admin_socket())));
+    let env = edge_env(&backends, &hap);
     let out = signal_when(
         &env,
         &["rebalance", "--window", "500ms", "--output", "json"],

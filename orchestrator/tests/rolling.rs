@@ -133,6 +133,11 @@ interval = "10ms"
 timeout = "2s"
 "#;
 
+/// Each step with its result, in order.
+fn results(steps: &[orchestrator::rolling::StepReport]) -> Vec<(Step, StepResult)> {
+    steps.iter().map(|s| (s.step, s.result)).collect()
+}
+
 #[tokio::test]
 async fn each_node_is_out_of_rotation_for_its_hooks_and_gate_and_back_after() {
     let t = T::new();
@@ -307,11 +312,7 @@ upgrade = "echo {node} upgrade >> DIR/trace; for i in 1 2 3; do echo output $i; 
     );
     assert!(r.resumes.is_some());
     assert_eq!(r.nodes[0].result, RunResult::Skipped);
-    let n2: Vec<(Step, StepResult)> = r.nodes[1]
-        .steps
-        .iter()
-        .map(|s| (s.step, s.result))
-        .collect();
+    let n2 = results(&r.nodes[1].steps);
     assert_eq!(
         n2,
         [
@@ -660,10 +661,7 @@ async fn the_rebalance_runs_once_after_the_last_node_and_a_pool_left_skewed_is_a
     assert_eq!(r.result, RunResult::Ok, "a skewed pool does not fail it");
     assert_eq!(*p.began.lock().unwrap(), [Step::Rebalance, Step::Finally]);
     assert_eq!(
-        r.steps
-            .iter()
-            .map(|s| (s.step, s.result))
-            .collect::<Vec<_>>(),
+        results(&r.steps),
         [
             (Step::Rebalance, StepResult::Ok),
             (Step::Finally, StepResult::Ok)
@@ -758,10 +756,7 @@ async fn a_balancer_failing_during_the_rebalance_fails_that_step_and_resume_runs
         .unwrap();
     assert!(r.nodes.iter().all(|n| n.result == RunResult::Skipped));
     assert_eq!(
-        r.steps
-            .iter()
-            .map(|s| (s.step, s.result))
-            .collect::<Vec<_>>(),
+        results(&r.steps),
         [
             (Step::Rebalance, StepResult::Ok),
             (Step::Finally, StepResult::Ok)
@@ -848,10 +843,7 @@ async fn a_dry_run_lists_the_rebalance_before_finally_and_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(
-        r.steps
-            .iter()
-            .map(|s| (s.step, s.result))
-            .collect::<Vec<_>>(),
+        results(&r.steps),
         [
             (Step::Rebalance, StepResult::Planned),
             (Step::Finally, StepResult::Planned)
@@ -905,10 +897,7 @@ async fn stopped_during_the_rebalance_the_step_is_interrupted_and_resume_runs_it
         .await
         .unwrap();
     assert_eq!(
-        r.steps
-            .iter()
-            .map(|s| (s.step, s.result))
-            .collect::<Vec<_>>(),
+        results(&r.steps),
         [
             (Step::Rebalance, StepResult::Ok),
             (Step::Finally, StepResult::Ok)
