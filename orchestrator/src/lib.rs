@@ -2,12 +2,13 @@
 
 mod drivers;
 mod duration;
+pub mod engine;
 mod error;
 mod fleet;
 mod gate;
 mod hooks;
 pub mod inventory;
-pub mod journal;
+pub use engine::journal;
 pub mod plan;
 pub mod rebalance;
 pub mod report;
@@ -20,7 +21,8 @@ use std::path::Path;
 pub use duration::{format_duration, parse_duration};
 pub use error::{Error, ExitCode, Result};
 pub use fleet::{
-    DrainOptions, Fleet, FleetBalancer, FleetBuilder, Node, Progress, Settings, UndrainOptions,
+    DrainOptions, Fleet, FleetBalancer, FleetBuilder, Node, Progress, Refusal, Settings,
+    UndrainOptions,
 };
 pub use gate::GateReport;
 pub use inventory::Inventory;

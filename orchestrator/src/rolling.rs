@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::fleet::{DrainOptions, Fleet, Node, UndrainOptions};
 use crate::gate::{self, GateReport};
 use crate::hooks::{self, HookLog, Vars};
-use crate::journal::{Event, Record, Run, now_rfc3339};
+use crate::journal::{EndStatus, Event, Record, Run, StepStatus, Value, What, now_rfc3339};
 use crate::plan::{
     DEFAULT_GATE_INTERVAL, DEFAULT_GATE_TIMEOUT, Gate, GateCheck, Group, Hook, Plan,
 };
@@ -37,78 +37,19 @@ use crate::rebalance::{PoolOutcome, RebalanceOptions, RebalanceReport, Strategy}
 use crate::wait::{WaitError, await_condition};
 use crate::zdu::{ClusterState, Zdu};
 
-/// One step of a rolling upgrade.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Step {
-    /// Confluence ZDU: enable upgrade mode (before the first node).
-    ZduStart,
-    /// Take the node out of rotation everywhere and wait until its
-    /// connections are gone.
-    Drain,
-    /// The `before` hook.
-    Before,
-    /// The `upgrade` hook.
-    Upgrade,
-    /// The `first_node` hook (instead of `upgrade` on a group's first node).
-    FirstNode,
-    /// The `after` hook.
-    After,
-    /// The health gate.
-    Gate,
-    /// Put the node back and wait until every balancer sees it healthy.
-    Undrain,
-    /// The group's `after_group` hook.
-    AfterGroup,
-    /// Confluence ZDU: wait for READY_TO_RUN_UPGRADE_TASKS and approve.
-    ZduApprove,
-    /// The plan's `rebalance`: [`Fleet::rebalance`] once the last node is
-    /// back.
-    Rebalance,
-    /// The plan's `finally` hook.
-    Finally,
-    /// Confluence ZDU: leave upgrade mode (a run abandoned before any
-    /// node was upgraded).
-    ZduCancel,
-}
+pub use crate::engine::journal::Step;
 
-impl Step {
-    /// Its name, as the journal and the report write it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Step::ZduStart => "zdu_start",
-            Step::Drain => "drain",
-            Step::Before => "before",
-            Step::Upgrade => "upgrade",
-            Step::FirstNode => "first_node",
-            Step::After => "after",
-            Step::Gate => "gate",
-            Step::Undrain => "undrain",
-            Step::AfterGroup => "after_group",
-            Step::ZduApprove => "zdu_approve",
-            Step::Rebalance => "rebalance",
-            Step::Finally => "finally",
-            Step::ZduCancel => "zdu_cancel",
-        }
-    }
-
-    fn is_hook(self) -> bool {
-        matches!(
-            self,
-            Step::Before
-                | Step::Upgrade
-                | Step::FirstNode
-                | Step::After
-                | Step::AfterGroup
-                | Step::Finally
-        )
-    }
-}
-
-impl std::fmt::Display for Step {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// Whether `step` runs one of the plan's hooks.
+fn is_hook(step: Step) -> bool {
+    matches!(
+        step,
+        Step::Before
+            | Step::Upgrade
+            | Step::FirstNode
+            | Step::After
+            | Step::AfterGroup
+            | Step::Finally
+    )
 }
 
 /// How a step ended.
@@ -434,7 +375,14 @@ pub struct Rolling<'a> {
     stop: Arc<watch::Sender<bool>>,
 }
 
-type Key = (String, String, String);
+/// A step of the journal: (group, node, step), none for the plan's own.
+type Key = (Option<String>, Option<String>, Step);
+
+/// The key of step `s` of `g`/`n` (an empty name is none).
+fn key(g: &str, n: &str, s: Step) -> Key {
+    let name = |x: &str| (!x.is_empty()).then(|| x.to_string());
+    (name(g), name(n), s)
+}
 
 /// What the journal says about earlier runs of the plan.
 #[derive(Debug, Default)]
@@ -450,7 +398,7 @@ struct History {
 #[derive(Debug, Clone)]
 struct PastRun {
     id: String,
-    ended: Option<String>,
+    ended: Option<EndStatus>,
     progressed: bool,
     stopped_at: Option<String>,
 }
@@ -460,14 +408,14 @@ struct PastRun {
 struct Past {
     last: Option<PastRun>,
     resumes: BTreeMap<String, Option<String>>,
-    steps: BTreeMap<String, Vec<(Key, String)>>,
+    steps: BTreeMap<String, Vec<(Key, StepStatus)>>,
 }
 
 fn history(records: &[Record], plan: &str) -> Past {
     let mut runs: Vec<String> = Vec::new();
     let mut resumes: BTreeMap<String, Option<String>> = BTreeMap::new();
-    let mut ended: BTreeMap<String, String> = BTreeMap::new();
-    let mut steps: BTreeMap<String, Vec<(Key, String)>> = BTreeMap::new();
+    let mut ended: BTreeMap<String, EndStatus> = BTreeMap::new();
+    let mut steps: BTreeMap<String, Vec<(Key, StepStatus)>> = BTreeMap::new();
     for r in records {
         match &r.event {
             Event::Rolling {
@@ -487,34 +435,34 @@ fn history(records: &[Record], plan: &str) -> Past {
                 steps
                     .entry(r.run.clone())
                     .or_default()
-                    .push(((group.clone(), node.clone(), step.clone()), status.clone()));
+                    .push(((group.clone(), node.clone(), *step), *status));
             }
             Event::End { status, .. } if resumes.contains_key(&r.run) => {
-                ended.insert(r.run.clone(), status.clone());
+                ended.insert(r.run.clone(), *status);
             }
             _ => {}
         }
     }
     let last = runs.last().map(|id| {
         let s = steps.get(id).map(Vec::as_slice).unwrap_or_default();
-        let progressed = s
-            .iter()
-            .any(|((_, node, _), st)| !node.is_empty() && (st == "ok" || st == "started"));
-        let stopped_at = s
-            .iter()
-            .rev()
-            .find(|(_, st)| st != "ok")
-            .map(|((g, n, step), st)| {
-                let place = match (g.is_empty(), n.is_empty()) {
-                    (true, _) => String::new(),
-                    (false, true) => format!("{g} "),
-                    (false, false) => format!("{g}/{n} "),
-                };
-                format!("{place}{step} ({st})")
-            });
+        let progressed = s.iter().any(|((_, node, _), st)| {
+            node.is_some() && matches!(st, StepStatus::Ok | StepStatus::Started)
+        });
+        let stopped_at =
+            s.iter()
+                .rev()
+                .find(|(_, st)| *st != StepStatus::Ok)
+                .map(|((g, n, step), st)| {
+                    let place = match (g, n) {
+                        (None, _) => String::new(),
+                        (Some(g), None) => format!("{g} "),
+                        (Some(g), Some(n)) => format!("{g}/{n} "),
+                    };
+                    format!("{place}{step} ({})", st.as_str())
+                });
         PastRun {
             id: id.clone(),
-            ended: ended.get(id).cloned(),
+            ended: ended.get(id).copied(),
             progressed,
             stopped_at,
         }
@@ -710,7 +658,7 @@ impl<'a> Rolling<'a> {
                         self.plan.origin()
                     )));
                 };
-                if last.ended.as_deref() == Some("ok") {
+                if last.ended == Some(EndStatus::Ok) {
                     return Err(Error::Usage(format!(
                         "nothing to resume: the last run of {} (run {}) finished",
                         self.plan.origin(),
@@ -721,10 +669,10 @@ impl<'a> Rolling<'a> {
                 let mut at = Some(last.id.clone());
                 while let Some(id) = at {
                     for ((g, n, s), st) in steps.get(&id).map(Vec::as_slice).unwrap_or_default() {
-                        if st == "ok" {
-                            hist.done.insert((g.clone(), n.clone(), s.clone()));
+                        if *st == StepStatus::Ok {
+                            hist.done.insert((g.clone(), n.clone(), *s));
                         }
-                        if (s == "upgrade" || s == "first_node") && !n.is_empty() {
+                        if matches!(s, Step::Upgrade | Step::FirstNode) && n.is_some() {
                             hist.upgrade_began = true;
                         }
                     }
@@ -732,7 +680,7 @@ impl<'a> Rolling<'a> {
                 }
                 resumes = Some(last.id.clone());
             } else if let Some(last) = &last
-                && last.ended.as_deref() != Some("ok")
+                && last.ended != Some(EndStatus::Ok)
                 && last.progressed
                 && !self.opts.restart
                 && !self.opts.dry_run
@@ -911,12 +859,8 @@ impl<'a> Rolling<'a> {
     ) -> RollingReport {
         let mut rep = self.skeleton(members, resumes, None);
         rep.result = RunResult::Planned;
-        let done = |g: &str, n: &str, s: &str| {
-            self.opts.resume
-                && hist
-                    .done
-                    .contains(&(g.to_string(), n.to_string(), s.to_string()))
-        };
+        let done =
+            |g: &str, n: &str, s: Step| self.opts.resume && hist.done.contains(&key(g, n, s));
         let mark = |s: &mut StepReport, skip: bool| {
             if skip {
                 s.result = StepResult::Skipped;
@@ -932,13 +876,13 @@ impl<'a> Rolling<'a> {
                 )),
                 StepResult::Planned,
             );
-            mark(&mut s, done("", "", "zdu_start"));
+            mark(&mut s, done("", "", Step::ZduStart));
             rep.steps.push(s);
         }
         let mut i = 0;
         for g in &self.plan.groups {
             for (ni, n) in g.nodes.iter().enumerate() {
-                let node_done = done(&g.name, n, "node");
+                let node_done = done(&g.name, n, Step::Node);
                 let node = self.fleet.nodes().get(n);
                 let mut steps = Vec::new();
                 for (step, hook) in self.node_steps(g, ni) {
@@ -977,8 +921,7 @@ impl<'a> Rolling<'a> {
                         _ => {}
                     }
                     // A node not finished is drained again on resume.
-                    let skip =
-                        node_done || (step != Step::Drain && done(&g.name, n, step.as_str()));
+                    let skip = node_done || (step != Step::Drain && done(&g.name, n, step));
                     mark(&mut s, skip);
                     steps.push(s);
                 }
@@ -1001,7 +944,7 @@ impl<'a> Rolling<'a> {
                     StepResult::Planned,
                 );
                 s.group = Some(g.name.clone());
-                mark(&mut s, done(&g.name, "", "after_group"));
+                mark(&mut s, done(&g.name, "", Step::AfterGroup));
                 rep.steps.push(s);
             }
         }
@@ -1014,7 +957,7 @@ impl<'a> Rolling<'a> {
                 )),
                 StepResult::Planned,
             );
-            mark(&mut s, done("", "", "zdu_approve"));
+            mark(&mut s, done("", "", Step::ZduApprove));
             rep.steps.push(s);
         }
         if let Some(o) = &self.plan.rebalance {
@@ -1023,13 +966,13 @@ impl<'a> Rolling<'a> {
                 Some(describe_rebalance(o)),
                 StepResult::Planned,
             );
-            mark(&mut s, done("", "", "rebalance"));
+            mark(&mut s, done("", "", Step::Rebalance));
             rep.steps.push(s);
         }
         if let Some(h) = &self.plan.finally {
             let mut s =
                 StepReport::new(Step::Finally, Some(h.command.clone()), StepResult::Planned);
-            mark(&mut s, done("", "", "finally"));
+            mark(&mut s, done("", "", Step::Finally));
             rep.steps.push(s);
         }
         rep
@@ -1192,27 +1135,27 @@ impl Exec<'_> {
         *self.stop.borrow()
     }
 
-    fn is_done(&self, g: &str, n: &str, s: &str) -> bool {
-        self.done
-            .contains(&(g.to_string(), n.to_string(), s.to_string()))
+    fn is_done(&self, g: &str, n: &str, s: Step) -> bool {
+        self.done.contains(&key(g, n, s))
     }
 
     fn journal(
         &self,
         g: &str,
         n: &str,
-        step: &str,
-        status: &str,
+        step: Step,
+        status: StepStatus,
         detail: Option<String>,
     ) -> Result<()> {
         if let (Some(run), Some(j)) = (self.run, self.r.fleet.journal()) {
+            let (group, node, step) = key(g, n, step);
             j.append(
                 run.id(),
                 Event::Step {
-                    group: g.into(),
-                    node: n.into(),
-                    step: step.into(),
-                    status: status.into(),
+                    group,
+                    node,
+                    step,
+                    status,
                     detail,
                 },
                 true,
@@ -1252,7 +1195,7 @@ impl Exec<'_> {
                 s.waited_ms = d.waited_ms;
                 s.gate = d.gate.clone();
                 s.message = d.message.clone();
-                ("ok", None)
+                (StepStatus::Ok, None)
             }
             Err(f) => {
                 s.result = if f.interrupted {
@@ -1266,15 +1209,15 @@ impl Exec<'_> {
                 s.message = Some(f.message.clone());
                 (
                     if f.interrupted {
-                        "interrupted"
+                        StepStatus::Interrupted
                     } else {
-                        "failed"
+                        StepStatus::Failed
                     },
                     Some(f.message.clone()),
                 )
             }
         };
-        self.journal(g, n, s.step.as_str(), status, detail)?;
+        self.journal(g, n, s.step, status, detail)?;
         {
             let mut st = self.st();
             if let Err(f) = res
@@ -1326,7 +1269,7 @@ impl Exec<'_> {
         if self.stopped() {
             return self.fail_now(g, n, step, command, Fail::interrupted());
         }
-        if let Err(e) = self.journal(g, n, step.as_str(), "started", None) {
+        if let Err(e) = self.journal(g, n, step, StepStatus::Started, None) {
             return self.fail_now(g, n, step, command, Fail::new(e.to_string()));
         }
         if (step == Step::Upgrade || step == Step::FirstNode) && !n.is_empty() {
@@ -1346,7 +1289,7 @@ impl Exec<'_> {
         s.ms = Some(took.as_millis() as u64);
         {
             let mut st = self.st();
-            if step.is_hook() {
+            if is_hook(step) {
                 st.hooks += took;
             }
             if step == Step::Gate {
@@ -1436,12 +1379,12 @@ impl Exec<'_> {
         }
         let (status, result) = match (ok, self.st().report.failure.as_ref().map(|f| f.interrupted))
         {
-            (true, _) => ("ok", RunResult::Ok),
-            (false, Some(true)) => ("interrupted", RunResult::Interrupted),
-            _ => ("failed", RunResult::Failed),
+            (true, _) => (EndStatus::Ok, RunResult::Ok),
+            (false, Some(true)) => (EndStatus::Interrupted, RunResult::Interrupted),
+            _ => (EndStatus::Failed, RunResult::Failed),
         };
         if let Some(run) = self.run {
-            run.end(status, None)?;
+            run.end(status)?;
         }
         let mut st = self.st();
         let elapsed = self.started.elapsed();
@@ -1483,7 +1426,7 @@ impl Exec<'_> {
                 .nodes
                 .iter()
                 .enumerate()
-                .filter(|(_, x)| self.is_done(&x.group, &x.node, "node"))
+                .filter(|(_, x)| self.is_done(&x.group, &x.node, Step::Node))
                 .map(|(i, _)| i)
                 .collect();
             for i in done {
@@ -1498,7 +1441,7 @@ impl Exec<'_> {
             for batch in Rolling::batches(g) {
                 let todo: Vec<usize> = batch
                     .into_iter()
-                    .filter(|i| !self.is_done(&g.name, &g.nodes[*i], "node"))
+                    .filter(|i| !self.is_done(&g.name, &g.nodes[*i], Step::Node))
                     .collect();
                 if !todo.is_empty() {
                     self.batch(g, &todo).await?;
@@ -1510,7 +1453,7 @@ impl Exec<'_> {
                         .vars(Some(g), None, Step::AfterGroup)
                         .substitute(&h.command),
                 );
-                if self.is_done(&g.name, "", "after_group") {
+                if self.is_done(&g.name, "", Step::AfterGroup) {
                     self.skipped(&g.name, "", Step::AfterGroup, cmd);
                 } else {
                     self.step(
@@ -1525,7 +1468,7 @@ impl Exec<'_> {
             }
         }
         if self.zdu.is_some() {
-            if self.is_done("", "", "zdu_approve") {
+            if self.is_done("", "", Step::ZduApprove) {
                 self.skipped("", "", Step::ZduApprove, None);
             } else {
                 self.step("", "", Step::ZduApprove, None, self.zdu_approve())
@@ -1534,7 +1477,7 @@ impl Exec<'_> {
         }
         if let Some(o) = &self.r.plan.rebalance {
             let cmd = Some(describe_rebalance(o));
-            if self.is_done("", "", "rebalance") {
+            if self.is_done("", "", Step::Rebalance) {
                 self.skipped("", "", Step::Rebalance, cmd);
             } else {
                 self.step("", "", Step::Rebalance, cmd, self.rebalance(o))
@@ -1542,7 +1485,7 @@ impl Exec<'_> {
             }
         }
         if let Some(h) = &self.r.plan.finally {
-            if self.is_done("", "", "finally") {
+            if self.is_done("", "", Step::Finally) {
                 self.skipped("", "", Step::Finally, Some(h.command.clone()));
             } else {
                 self.step(
@@ -1593,7 +1536,7 @@ impl Exec<'_> {
     }
 
     fn node_finished(&self, g: &str, n: &str) {
-        let _ = self.journal(g, n, "node", "ok", None);
+        let _ = self.journal(g, n, Step::Node, StepStatus::Ok, None);
         let mut st = self.st();
         if let Some(i) = st.report.nodes.iter().position(|x| x.node == n) {
             st.report.nodes[i].result = RunResult::Ok;
@@ -1612,7 +1555,7 @@ impl Exec<'_> {
                     let Some(gt) = self.r.gate_for(g, node) else {
                         continue;
                     };
-                    if self.is_done(&g.name, n, "gate") {
+                    if self.is_done(&g.name, n, Step::Gate) {
                         self.skipped(&g.name, n, Step::Gate, None);
                         continue;
                     }
@@ -1656,7 +1599,7 @@ impl Exec<'_> {
                             .vars(Some(g), Some(n), step)
                             .substitute(&hook.command),
                     );
-                    if self.is_done(&g.name, n, step.as_str()) {
+                    if self.is_done(&g.name, n, step) {
                         self.skipped(&g.name, n, step, cmd);
                         continue;
                     }
@@ -1679,7 +1622,7 @@ impl Exec<'_> {
             return self.fail_now(&g.name, names[0], Step::Drain, None, Fail::interrupted());
         }
         for n in names {
-            if let Err(e) = self.journal(&g.name, n, "drain", "started", None) {
+            if let Err(e) = self.journal(&g.name, n, Step::Drain, StepStatus::Started, None) {
                 return self.fail_now(&g.name, n, Step::Drain, None, Fail::new(e.to_string()));
             }
             self.st().worked.insert(n.to_string());
@@ -1707,7 +1650,7 @@ impl Exec<'_> {
 
     async fn undrain(&self, g: &Group, names: &[&str]) -> std::result::Result<(), Stopped> {
         for n in names {
-            if let Err(e) = self.journal(&g.name, n, "undrain", "started", None) {
+            if let Err(e) = self.journal(&g.name, n, Step::Undrain, StepStatus::Started, None) {
                 return self.fail_now(&g.name, n, Step::Undrain, None, Fail::new(e.to_string()));
             }
             self.progress(&g.name, n, Step::Undrain, None);
@@ -1837,24 +1780,22 @@ impl Exec<'_> {
             // since has nothing to be mistaken for.
             .filter(|l| {
                 let now = fleet
-                    .balancers()
-                    .iter()
-                    .position(|b| b.name == l.balancer)
-                    .and_then(|i| {
-                        snap[i]
-                            .iter()
-                            .find(|m| m.pool == l.pool && m.name == l.member)
-                    })
-                    .and_then(|m| match l.what.as_str() {
-                        "weight" => m.weight.map(|w| w.to_string()),
-                        _ => Some(m.admin.to_string()),
+                    .engine()
+                    .position(&l.balancer)
+                    .and_then(|i| snap[i].iter().find(|m| m.is(&l.member)))
+                    .and_then(|m| match l.restore.what() {
+                        What::Weight => m.weight.map(Value::Weight),
+                        What::State => Some(Value::State(m.admin)),
                     });
                 now.is_some_and(|v| v != l.restore)
             })
             .map(|l| {
                 format!(
-                    "{} {}/{} {} (was {})",
-                    l.balancer, l.pool, l.member, l.what, l.restore
+                    "{} {} {} (was {})",
+                    l.balancer,
+                    l.member,
+                    l.restore.what().as_str(),
+                    l.restore
                 )
             })
             .collect();
@@ -1960,15 +1901,15 @@ impl Exec<'_> {
         let status = match res {
             Ok(m) => {
                 s.message = Some(m);
-                "ok"
+                StepStatus::Ok
             }
             Err(m) => {
                 s.result = StepResult::Failed;
                 s.message = Some(m);
-                "failed"
+                StepStatus::Failed
             }
         };
-        let _ = self.journal("", "", "zdu_cancel", status, s.message.clone());
+        let _ = self.journal("", "", Step::ZduCancel, status, s.message.clone());
         self.st().report.steps.push(s);
     }
 }

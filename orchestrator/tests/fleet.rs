@@ -238,6 +238,62 @@ async fn a_failing_balancer_rolls_the_others_back() {
     );
 }
 
+/// The journal's lines, as JSON.
+fn journal_lines(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("journal.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_change_of_a_rollback_is_journaled_with_its_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let (edge, web) = (lb("edge"), by_address("web"));
+    let f = fleet(&[edge.clone(), web.clone()], dir.path());
+    web.fail_writes(Some(LbError::unavailable("web", "connection refused")));
+    let e = f
+        .drain(&n("node2"), &DrainOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit_code(), ExitCode::RolledBack, "{e}");
+    let lines = journal_lines(dir.path());
+    let intents: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["event"] == "intent").collect();
+    // drain on edge, drain on web (failed), edge put back to ready.
+    let changes: Vec<(String, String, String)> = intents
+        .iter()
+        .map(|i| {
+            (
+                i["balancer"].as_str().unwrap().to_string(),
+                i["from"].as_str().unwrap().to_string(),
+                i["to"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("edge".into(), "ready".into(), "drain".into()),
+            ("web".into(), "ready".into(), "drain".into()),
+            ("edge".into(), "drain".into(), "ready".into()),
+        ]
+    );
+    for i in intents {
+        let done: Vec<&serde_json::Value> = lines
+            .iter()
+            .filter(|l| l["event"] == "done" && l["seq"] == i["seq"] && l["run"] == i["run"])
+            .collect();
+        assert_eq!(done.len(), 1, "intent {i} has one done: {lines:?}");
+    }
+    assert_eq!(
+        lines.last().unwrap()["status"],
+        "rolled_back",
+        "the run ends once everything is back"
+    );
+}
+
 #[tokio::test]
 async fn a_failure_with_nothing_applied_is_a_plain_failure() {
     let dir = tempfile::tempdir().unwrap();
@@ -356,7 +412,15 @@ async fn recover_puts_back_what_an_interrupted_run_left() {
     let run = orchestrator::journal::Run::start(j, "drain node2").unwrap();
     let node2 = MemberRef::new("app", "node2");
     let s = run
-        .intent("node2", "edge", &node2, "state", "ready", "drain")
+        .intent(
+            Some("node2"),
+            "edge",
+            &node2,
+            orchestrator::journal::Setting::State {
+                from: AdminState::Ready,
+                to: AdminState::Drain,
+            },
+        )
         .unwrap();
     let res = edge.set_state(&node2, AdminState::Drain).await;
     run.done(s, &res).unwrap();

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lb_core::{AdminState, Balancer, Error as LbError, InMemoryBalancer, MemberRef};
-use orchestrator::journal::{Event, Run};
+use orchestrator::journal::{Event, Run, Setting, StepStatus};
 use orchestrator::plan::Plan;
 use orchestrator::rebalance::PoolOutcome;
 use orchestrator::rolling::{ProgressEvent, RunResult, Step, StepResult};
@@ -706,7 +706,8 @@ async fn the_rebalance_runs_once_after_the_last_node_and_a_pool_left_skewed_is_a
     let records = f.journal().unwrap().records().unwrap();
     assert!(records.iter().any(|x| matches!(
         &x.event,
-        Event::Step { step, status, .. } if step == "rebalance" && status == "ok"
+        Event::Step { step, status, .. }
+            if *step == Step::Rebalance && *status == StepStatus::Ok
     )));
 }
 
@@ -784,7 +785,12 @@ async fn a_weight_left_lowered_by_a_killed_rebalance_is_refused_until_recover_pu
     let node1 = MemberRef::new("app", "node1");
     let killed = Run::start(f.journal().unwrap(), "rebalance").unwrap();
     let seq = killed
-        .intent("node1", "edge", &node1, "weight", "1", "0")
+        .intent(
+            Some("node1"),
+            "edge",
+            &node1,
+            Setting::Weight { from: 1, to: 0 },
+        )
         .unwrap();
     let res = edge.set_weight(&node1, 0).await;
     killed.done(seq, &res).unwrap();

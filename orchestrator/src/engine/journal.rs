@@ -16,99 +16,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{Error, Result};
 
-/// One line of the journal.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
-    /// When (RFC 3339, UTC).
-    pub ts: String,
-    /// The run it belongs to.
-    pub run: String,
-    /// What happened.
-    #[serde(flatten)]
-    pub event: Event,
-}
-
-/// What a journal record says.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
-    /// A run began.
-    Start {
-        /// The process.
-        pid: u32,
-        /// The machine.
-        host: String,
-        /// Who ran it.
-        user: String,
-        /// The command, e.g. `drain node2`.
-        command: String,
-    },
-    /// A change is about to be made.
-    Intent {
-        /// Its number within the run.
-        seq: u64,
-        /// The node it serves (empty when none).
-        node: String,
-        /// The balancer's inventory name.
-        balancer: String,
-        /// The pool.
-        pool: String,
-        /// The member.
-        member: String,
-        /// `state` or `weight`.
-        what: String,
-        /// The value before (`ready`/`drain`/`maint`, or a weight).
-        from: String,
-        /// The value asked for.
-        to: String,
-    },
-    /// A change was made, or failed.
-    Done {
-        /// The intent's number.
-        seq: u64,
-        /// `applied`, `unchanged` or `failed`.
-        result: String,
-        /// Why it failed.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        error: Option<String>,
-    },
-    /// The run ended, leaving what it meant to leave.
-    End {
-        /// `ok`, `timeout`, `guard`, `rolled_back`, `failed` or `recovered`.
-        status: String,
-        /// For `recovered`: the run that was put back.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        recovered: Option<String>,
-    },
-    /// A rolling upgrade: the plan it runs, and the run it resumes.
-    Rolling {
-        /// The plan (its canonical path).
-        plan: String,
-        /// The earlier run of the same plan this one continues.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        resumes: Option<String>,
-    },
-    /// One step of a rolling upgrade began or ended.
-    Step {
-        /// The group (empty for the plan's own steps).
-        group: String,
-        /// The node (empty for group and plan steps).
-        node: String,
-        /// `drain`, `before`, `upgrade`, `first_node`, `after`, `gate`,
-        /// `undrain`, `after_group`, `rebalance`, `finally`, `zdu_start`,
-        /// `zdu_approve`, `zdu_cancel`.
-        step: String,
-        /// `started`, `ok`, `failed` or `interrupted`.
-        status: String,
-        /// Why it failed.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        detail: Option<String>,
-    },
-}
+pub use super::records::*;
 
 /// The state directory: `journal.jsonl` and `lock`.
 #[derive(Debug)]
@@ -324,28 +234,23 @@ impl<'a> Run<'a> {
     /// # Errors
     ///
     /// [`Error::State`].
-    #[allow(clippy::too_many_arguments)]
     pub fn intent(
         &self,
-        node: &str,
+        node: Option<&str>,
         balancer: &str,
         m: &lb_core::MemberRef,
-        what: &str,
-        from: &str,
-        to: &str,
+        change: Setting,
     ) -> Result<u64> {
         let seq = self.seq.fetch_add(1, Ordering::SeqCst);
         self.journal.append(
             &self.id,
             Event::Intent {
                 seq,
-                node: node.into(),
+                node: node.map(str::to_owned),
                 balancer: balancer.into(),
                 pool: m.pool.clone(),
                 member: m.member.clone(),
-                what: what.into(),
-                from: from.into(),
-                to: to.into(),
+                change,
             },
             false,
         )?;
@@ -363,19 +268,12 @@ impl<'a> Run<'a> {
         outcome: &std::result::Result<lb_core::Change, lb_core::Error>,
     ) -> Result<()> {
         let (result, error) = match outcome {
-            Ok(lb_core::Change::Applied) => ("applied", None),
-            Ok(lb_core::Change::AlreadyInState) => ("unchanged", None),
-            Err(e) => ("failed", Some(e.to_string())),
+            Ok(lb_core::Change::Applied) => (Outcome::Applied, None),
+            Ok(lb_core::Change::AlreadyInState) => (Outcome::Unchanged, None),
+            Err(e) => (Outcome::Failed, Some(e.to_string())),
         };
-        self.journal.append(
-            &self.id,
-            Event::Done {
-                seq,
-                result: result.into(),
-                error,
-            },
-            false,
-        )
+        self.journal
+            .append(&self.id, Event::Done { seq, result, error }, false)
     }
 
     /// Ends the run.
@@ -383,12 +281,28 @@ impl<'a> Run<'a> {
     /// # Errors
     ///
     /// [`Error::State`].
-    pub fn end(&self, status: &str, recovered: Option<&str>) -> Result<()> {
+    pub fn end(&self, status: EndStatus) -> Result<()> {
         self.journal.append(
             &self.id,
             Event::End {
-                status: status.into(),
-                recovered: recovered.map(str::to_owned),
+                status,
+                recovered: None,
+            },
+            true,
+        )
+    }
+
+    /// Ends run `other` for good: `recover` put back what it left.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::State`].
+    pub fn recovered(&self, other: &str) -> Result<()> {
+        self.journal.append(
+            &self.id,
+            Event::End {
+                status: EndStatus::Recovered,
+                recovered: Some(other.to_owned()),
             },
             true,
         )
@@ -437,24 +351,20 @@ fn nix_uid() -> u32 {
 }
 
 /// A change an interrupted run left, to be put back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Leftover {
     /// The interrupted run.
     pub run: String,
     /// The command it was running.
     pub command: String,
-    /// The node it served.
-    pub node: String,
+    /// The node it served, if any.
+    pub node: Option<String>,
     /// The balancer.
     pub balancer: String,
-    /// The pool.
-    pub pool: String,
     /// The member.
-    pub member: String,
-    /// `state` or `weight`.
-    pub what: String,
+    pub member: lb_core::MemberRef,
     /// The value to put back.
-    pub restore: String,
+    pub restore: Value,
 }
 
 /// The runs with no `end` whose process is gone, and what each left: for
@@ -462,12 +372,14 @@ pub struct Leftover {
 /// process still lives on this machine are skipped (they are not
 /// interrupted, only busy) and returned separately.
 pub fn leftovers(records: &[Record]) -> (Vec<Leftover>, Vec<String>) {
+    /// A member's setting: balancer, pool, member, what.
+    type Key = (String, String, String, What);
     struct RunInfo {
         command: String,
         alive: bool,
         ended: bool,
-        first: BTreeMap<(String, String, String, String), (String, String)>,
-        order: Vec<(String, String, String, String)>,
+        first: BTreeMap<Key, (Option<String>, Value)>,
+        order: Vec<Key>,
     }
     let me = hostname();
     let mut runs: BTreeMap<&str, RunInfo> = BTreeMap::new();
@@ -495,15 +407,19 @@ pub fn leftovers(records: &[Record]) -> (Vec<Leftover>, Vec<String>) {
                 balancer,
                 pool,
                 member,
-                what,
-                from,
+                change,
                 ..
             } => {
                 if let Some(run) = runs.get_mut(r.run.as_str()) {
-                    let key = (balancer.clone(), pool.clone(), member.clone(), what.clone());
+                    let key = (
+                        balancer.clone(),
+                        pool.clone(),
+                        member.clone(),
+                        change.what(),
+                    );
                     if !run.first.contains_key(&key) {
                         run.order.push(key.clone());
-                        run.first.insert(key, (node.clone(), from.clone()));
+                        run.first.insert(key, (node.clone(), change.from()));
                     }
                 }
             }
@@ -538,10 +454,8 @@ pub fn leftovers(records: &[Record]) -> (Vec<Leftover>, Vec<String>) {
                 command: run.command.clone(),
                 node: node.clone(),
                 balancer: key.0.clone(),
-                pool: key.1.clone(),
-                member: key.2.clone(),
-                what: key.3.clone(),
-                restore: from.clone(),
+                member: lb_core::MemberRef::new(&key.1, &key.2),
+                restore: *from,
             });
         }
     }
@@ -551,7 +465,7 @@ pub fn leftovers(records: &[Record]) -> (Vec<Leftover>, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lb_core::{Change, MemberRef};
+    use lb_core::{AdminState, Change, MemberRef};
 
     #[tokio::test]
     async fn interrupted_runs_are_leftovers_and_finished_ones_are_not() {
@@ -562,26 +476,28 @@ mod tests {
         let done = Run::start(&j, "drain node1").unwrap();
         let s = done
             .intent(
-                "node1",
+                Some("node1"),
                 "edge",
                 &MemberRef::new("app", "node1"),
-                "state",
-                "ready",
-                "drain",
+                Setting::State {
+                    from: AdminState::Ready,
+                    to: AdminState::Drain,
+                },
             )
             .unwrap();
         done.done(s, &Ok(Change::Applied)).unwrap();
-        done.end("ok", None).unwrap();
+        done.end(EndStatus::Ok).unwrap();
 
         let cut = Run::start(&j, "drain node2").unwrap();
-        let s = cut
-            .intent("node2", "edge", &m, "state", "ready", "drain")
-            .unwrap();
-        cut.done(s, &Ok(Change::Applied)).unwrap();
-        let s = cut
-            .intent("node2", "edge", &m, "state", "drain", "maint")
-            .unwrap();
-        cut.done(s, &Ok(Change::Applied)).unwrap();
+        for (from, to) in [
+            (AdminState::Ready, AdminState::Drain),
+            (AdminState::Drain, AdminState::Maint),
+        ] {
+            let s = cut
+                .intent(Some("node2"), "edge", &m, Setting::State { from, to })
+                .unwrap();
+            cut.done(s, &Ok(Change::Applied)).unwrap();
+        }
         // No end: interrupted. But this process is alive, so it is "busy"
         // unless its pid is ours: Run::start records our own pid, which
         // leftovers() treats as not alive (it is the recovering process).
@@ -589,12 +505,12 @@ mod tests {
         assert!(busy.is_empty());
         assert_eq!(left.len(), 1, "{left:?}");
         assert_eq!(
-            (left[0].member.as_str(), left[0].restore.as_str()),
-            ("node2", "ready")
+            (&left[0].member, left[0].restore),
+            (&m, Value::State(AdminState::Ready))
         );
 
         let rec = Run::start(&j, "recover").unwrap();
-        rec.end("recovered", Some(cut.id())).unwrap();
+        rec.recovered(cut.id()).unwrap();
         let (left, _) = leftovers(&j.records().unwrap());
         assert!(left.is_empty(), "{left:?}");
     }
@@ -618,5 +534,72 @@ mod tests {
         assert!(e.to_string().contains("holds the lock"), "{e}");
         drop(held);
         j2.lock(Duration::from_millis(50)).await.unwrap();
+    }
+
+    /// Lines as lbctl has always written them: a journal left by an
+    /// earlier release must still be read, typed, and recovered.
+    const EARLIER: &str = r#"{"ts":"2026-11-01T10:00:00Z","run":"1-2-0","event":"start","pid":4000000001,"host":"elsewhere","user":"ops","command":"rebalance"}
+{"ts":"2026-11-01T10:00:00Z","run":"1-2-0","event":"intent","seq":1,"node":"","balancer":"edge","pool":"app","member":"web1","what":"weight","from":"100","to":"40"}
+{"ts":"2026-11-01T10:00:00Z","run":"1-2-0","event":"done","seq":1,"result":"applied"}
+{"ts":"2026-11-01T10:00:01Z","run":"1-2-0","event":"intent","seq":2,"node":"web2","balancer":"edge","pool":"app","member":"web2","what":"state","from":"ready","to":"maint"}
+{"ts":"2026-11-01T10:00:01Z","run":"1-2-0","event":"done","seq":2,"result":"failed","error":"edge: refused"}
+{"ts":"2026-11-01T10:00:02Z","run":"3-4-0","event":"start","pid":4000000002,"host":"elsewhere","user":"ops","command":"rolling --plan /p.toml"}
+{"ts":"2026-11-01T10:00:02Z","run":"3-4-0","event":"rolling","plan":"/p.toml"}
+{"ts":"2026-11-01T10:00:02Z","run":"3-4-0","event":"step","group":"app","node":"web1","step":"drain","status":"ok"}
+{"ts":"2026-11-01T10:00:02Z","run":"3-4-0","event":"step","group":"","node":"","step":"finally","status":"failed","detail":"exit 1"}
+{"ts":"2026-11-01T10:00:03Z","run":"3-4-0","event":"end","status":"failed"}
+"#;
+
+    #[test]
+    fn an_earlier_releases_journal_reads_back_typed_and_writes_back_the_same() {
+        let records: Vec<Record> = EARLIER
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect();
+        assert_eq!(records.len(), 10);
+        match &records[1].event {
+            Event::Intent { node, change, .. } => {
+                assert_eq!(node, &None);
+                assert_eq!(*change, Setting::Weight { from: 100, to: 40 });
+            }
+            e => panic!("{e:?}"),
+        }
+        match &records[8].event {
+            Event::Step {
+                group,
+                node,
+                step,
+                status,
+                ..
+            } => assert_eq!(
+                (group, node, *step, *status),
+                (&None, &None, Step::Finally, StepStatus::Failed)
+            ),
+            e => panic!("{e:?}"),
+        }
+        // Written back byte for byte (the timestamp is the record's own).
+        for (line, r) in EARLIER.lines().zip(&records) {
+            assert_eq!(serde_json::to_string(r).unwrap(), line);
+        }
+        let (left, busy) = leftovers(&records);
+        assert!(busy.is_empty());
+        let got: Vec<_> = left
+            .iter()
+            .map(|l| (l.member.member.as_str(), l.node.as_deref(), l.restore))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("web1", None, Value::Weight(100)),
+                ("web2", Some("web2"), Value::State(AdminState::Ready))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_weight_that_is_not_a_number_is_an_unreadable_line() {
+        let line = EARLIER.lines().nth(1).unwrap().replace("\"100\"", "\"x\"");
+        let e = serde_json::from_str::<Record>(&line).unwrap_err();
+        assert!(e.to_string().contains("not a number"), "{e}");
     }
 }

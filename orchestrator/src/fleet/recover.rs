@@ -1,0 +1,115 @@
+//! `recover`: put back what interrupted runs left changed.
+
+use std::collections::BTreeSet;
+
+use lb_core::Change;
+
+use super::Fleet;
+use crate::engine::Write;
+use crate::engine::journal::{EndStatus, leftovers};
+use crate::error::{Error, Result};
+use crate::report::*;
+
+impl Fleet {
+    /// Puts back every member that an interrupted run left changed, to the
+    /// state (or weight) it had before that run.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::State`] without a journal; [`Error::Balancer`] when a
+    /// balancer fails (what could be put back is, and the run stays
+    /// recoverable).
+    pub async fn recover(&self, dry_run: bool) -> Result<RecoverReport> {
+        let journal = self
+            .journal()
+            .ok_or_else(|| Error::State("recover needs a state directory (--state-dir)".into()))?;
+        let _lock = if dry_run {
+            None
+        } else {
+            self.engine.lock().await?
+        };
+        let (left, running) = leftovers(&journal.records()?);
+        let mut recovered = Vec::new();
+        let txn = if dry_run || left.is_empty() {
+            None
+        } else {
+            Some(self.engine.begin("recover")?)
+        };
+        let mut failed = Vec::new();
+        let mut failed_runs = BTreeSet::new();
+        let mut runs_done: Vec<String> = Vec::new();
+        for l in &left {
+            let Some(bal) = self.engine.position(&l.balancer) else {
+                failed.push(format!(
+                    "balancer {} is no longer in the inventory",
+                    l.balancer
+                ));
+                failed_runs.insert(l.run.clone());
+                continue;
+            };
+            let r = &l.member;
+            let change = match &txn {
+                None => MemberChange::Applied,
+                Some(txn) => {
+                    // The intent records the value being restored as both
+                    // from and to, so an interrupted recover is itself
+                    // recovered harmlessly.
+                    let write = Write {
+                        node: l.node.clone(),
+                        bal,
+                        member: r.clone(),
+                        from: l.restore,
+                        to: l.restore,
+                    };
+                    let res = txn.apply(&[write]).await?.remove(0);
+                    match res {
+                        Ok(Change::Applied) => MemberChange::Applied,
+                        Ok(Change::AlreadyInState) => MemberChange::Unchanged,
+                        Err(e) => {
+                            failed.push(format!("{} {r}: {e}", l.balancer));
+                            failed_runs.insert(l.run.clone());
+                            continue;
+                        }
+                    }
+                }
+            };
+            if !runs_done.contains(&l.run) {
+                runs_done.push(l.run.clone());
+            }
+            recovered.push(Recovered {
+                run: l.run.clone(),
+                command: l.command.clone(),
+                node: l.node.clone().unwrap_or_default(),
+                balancer: l.balancer.clone(),
+                pool: r.pool.clone(),
+                member: r.member.clone(),
+                what: l.restore.what().as_str().into(),
+                restore: l.restore.to_string(),
+                change,
+            });
+        }
+        if let Some(txn) = &txn {
+            // A run is closed only when all it left was put back; recover's
+            // own run always ends (it only restores).
+            for id in runs_done.iter().filter(|id| !failed_runs.contains(*id)) {
+                txn.recovered(id)?;
+            }
+            txn.end(if failed.is_empty() {
+                EndStatus::Ok
+            } else {
+                EndStatus::Failed
+            })?;
+        }
+        if !failed.is_empty() {
+            return Err(Error::Failed(format!(
+                "recover could not put back: {}; run `lbctl recover` again once the balancer answers",
+                failed.join("; ")
+            )));
+        }
+        Ok(RecoverReport {
+            recovered,
+            running,
+            dry_run,
+        })
+    }
+}
