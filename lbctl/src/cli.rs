@@ -12,6 +12,7 @@ use orchestrator::{
     RollingOptions, Strategy, UndrainOptions, parse_duration,
 };
 
+use crate::progress::{ProgressLine, RollingDisplay};
 use crate::render::{self, Output};
 
 /// Take nodes out of load-balancer rotation and put them back, on every
@@ -246,7 +247,7 @@ fn init_logging(args: &Args) {
 
 fn fleet(args: &Args, out: &Output) -> Result<Fleet, Error> {
     let progress = (!out.quiet && !out.json && std::io::stderr().is_terminal())
-        .then(|| Arc::new(render::ProgressLine::new()) as Arc<dyn Progress>);
+        .then(|| Arc::new(ProgressLine::new()) as Arc<dyn Progress>);
     fleet_with(args, progress)
 }
 
@@ -377,7 +378,7 @@ async fn run_other(args: Args, out: Output) -> Result<(), Error> {
         } => {
             let plan = Plan::load(plan)?;
             let display = (!out.quiet && !out.json)
-                .then(|| Arc::new(render::RollingDisplay::new(std::io::stderr().is_terminal())));
+                .then(|| Arc::new(RollingDisplay::new(std::io::stderr().is_terminal())));
             let fleet = fleet_with(
                 &args,
                 display
