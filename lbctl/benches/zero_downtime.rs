@@ -6,8 +6,8 @@
 //! under the same load, which is what a reload costs by itself.
 //!
 //! ```text
-//! cargo bench -p orchestrator --bench zero_downtime            # 5 runs per balancer
-//! cargo bench -p orchestrator --bench zero_downtime -- --runs 10 --only haproxy,apache
+//! cargo bench -p lbctl --bench zero_downtime            # 5 runs per balancer
+//! cargo bench -p lbctl --bench zero_downtime -- --runs 10 --only haproxy,apache
 //! ```
 //!
 //! The upgrade hook takes 4 s (an upgrade is never instant; it is also

@@ -150,3 +150,39 @@ fn bad_flags_are_exit_2_and_completions_print() {
         assert!(help.contains(word), "--help mentions {word}: {help}");
     }
 }
+
+#[test]
+fn empty_env_vars_count_as_unset_and_an_empty_flag_is_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("lbctl.toml"),
+        "[nodes.node1]\naddress = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let home = dir.path().join("home");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_lbctl"))
+            .args(args)
+            .env("LBCTL_CONFIG", "")
+            .env("LBCTL_STATE_DIR", "")
+            .env("HOME", &home)
+            .env_remove("XDG_STATE_HOME")
+            .current_dir(dir.path())
+            .output()
+            .expect("run lbctl")
+    };
+    let out = run(&["status", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["nodes"][0]["node"], "node1");
+    assert!(home.join(".local/state/lbctl").is_dir());
+    for flag in ["--config", "--state-dir"] {
+        let out = run(&["status", flag, ""]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            text(&out.stderr).contains("a value is required"),
+            "{flag}: {}",
+            text(&out.stderr)
+        );
+    }
+}

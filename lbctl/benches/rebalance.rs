@@ -3,8 +3,8 @@
 //! upgrade leaves it, with every request counted.
 //!
 //! ```text
-//! cargo bench -p orchestrator --bench rebalance            # 5 runs per balancer
-//! cargo bench -p orchestrator --bench rebalance -- --runs 10 --only haproxy
+//! cargo bench -p lbctl --bench rebalance            # 5 runs per balancer
+//! cargo bench -p lbctl --bench rebalance -- --runs 10 --only haproxy
 //! ```
 //!
 //! Per run: three backends behind a real balancer with session persistence

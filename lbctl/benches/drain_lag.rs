@@ -3,7 +3,7 @@
 //! haproxy, at the default poll interval (100 ms). Goal: ≤ 150 ms.
 //!
 //! ```text
-//! cargo bench -p orchestrator --bench drain_lag
+//! cargo bench -p lbctl --bench drain_lag
 //! ```
 
 use std::process::Command;

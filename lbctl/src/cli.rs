@@ -1,17 +1,21 @@
 //! Parsing (clap), resolution into library calls, and exit codes.
 
+use std::ffi::OsStr;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::builder::{PathBufValueParser, TypedValueParser};
+use clap::parser::ValueSource;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use orchestrator::{
     DrainOptions, Error, Fleet, Inventory, Plan, Progress, RebalanceOptions, Rolling,
     RollingOptions, Strategy, UndrainOptions, parse_duration,
 };
 
+use crate::progress::{ProgressLine, RollingDisplay};
 use crate::render::{self, Output};
 
 /// Take nodes out of load-balancer rotation and put them back, on every
@@ -29,12 +33,26 @@ use crate::render::{self, Output};
     max_term_width = 100
 )]
 pub struct Args {
-    /// The inventory [env: LBCTL_CONFIG] [default: ./lbctl.toml]
-    #[arg(long, global = true, value_name = "FILE")]
+    /// The inventory [default: ./lbctl.toml]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "LBCTL_CONFIG",
+        hide_env_values = true,
+        value_parser = PathArg
+    )]
     config: Option<PathBuf>,
-    /// Where the journal and the lock live [env: LBCTL_STATE_DIR]
-    /// [default: $XDG_STATE_HOME/lbctl or ~/.local/state/lbctl]
-    #[arg(long, global = true, value_name = "DIR")]
+    /// Where the journal and the lock live [default:
+    /// $XDG_STATE_HOME/lbctl or ~/.local/state/lbctl]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "LBCTL_STATE_DIR",
+        hide_env_values = true,
+        value_parser = PathArg
+    )]
     state_dir: Option<PathBuf>,
     /// `json` prints exactly one JSON document on stdout
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
@@ -204,6 +222,46 @@ fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s)
 }
 
+/// `--config` and `--state-dir`: a path from the command line or from the
+/// environment (`LBCTL_CONFIG`, `LBCTL_STATE_DIR`). A variable set but
+/// empty reads as the empty path, which [`given`] treats as unset, so the
+/// default applies; an empty path on the command line is an error, as for
+/// any path.
+#[derive(Debug, Clone, Copy)]
+struct PathArg;
+
+impl TypedValueParser for PathArg {
+    type Value = PathBuf;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<PathBuf, clap::Error> {
+        PathBufValueParser::new().parse_ref(cmd, arg, value)
+    }
+
+    fn parse_ref_(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+        source: ValueSource,
+    ) -> Result<PathBuf, clap::Error> {
+        if source == ValueSource::EnvVariable && value.is_empty() {
+            return Ok(PathBuf::new());
+        }
+        self.parse_ref(cmd, arg, value)
+    }
+}
+
+/// A [`PathArg`] that was given: not absent, not an empty variable.
+fn given(path: Option<&PathBuf>) -> Option<&Path> {
+    path.map(PathBuf::as_path)
+        .filter(|p| !p.as_os_str().is_empty())
+}
+
 /// Parses, runs, renders, and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let args = Args::parse();
@@ -246,25 +304,15 @@ fn init_logging(args: &Args) {
 
 fn fleet(args: &Args, out: &Output) -> Result<Fleet, Error> {
     let progress = (!out.quiet && !out.json && std::io::stderr().is_terminal())
-        .then(|| Arc::new(render::ProgressLine::new()) as Arc<dyn Progress>);
+        .then(|| Arc::new(ProgressLine::new()) as Arc<dyn Progress>);
     fleet_with(args, progress)
 }
 
 fn fleet_with(args: &Args, progress: Option<Arc<dyn Progress>>) -> Result<Fleet, Error> {
-    let path = args
-        .config
-        .clone()
-        .or_else(|| {
-            std::env::var_os("LBCTL_CONFIG")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        })
-        .unwrap_or_else(|| PathBuf::from("lbctl.toml"));
-    let inv = Inventory::load(&path)?;
-    let state_dir = args
-        .state_dir
-        .clone()
-        .unwrap_or_else(orchestrator::journal::default_state_dir);
+    let path = given(args.config.as_ref()).unwrap_or(Path::new("lbctl.toml"));
+    let inv = Inventory::load(path)?;
+    let state_dir = given(args.state_dir.as_ref())
+        .map_or_else(orchestrator::journal::default_state_dir, Path::to_path_buf);
     let mut b = Fleet::from_inventory(&inv, Some(&state_dir))?;
     if let Some(t) = args.lock_timeout {
         b = b.lock_timeout(t);
@@ -377,7 +425,7 @@ async fn run_other(args: Args, out: Output) -> Result<(), Error> {
         } => {
             let plan = Plan::load(plan)?;
             let display = (!out.quiet && !out.json)
-                .then(|| Arc::new(render::RollingDisplay::new(std::io::stderr().is_terminal())));
+                .then(|| Arc::new(RollingDisplay::new(std::io::stderr().is_terminal())));
             let fleet = fleet_with(
                 &args,
                 display
