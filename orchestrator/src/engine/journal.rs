@@ -27,12 +27,10 @@ pub struct Journal {
     file: Mutex<File>,
 }
 
-/// The default state directory: `$LBCTL_STATE_DIR`, else
-/// `$XDG_STATE_HOME/lbctl`, else `~/.local/state/lbctl`.
+/// The default state directory: `$XDG_STATE_HOME/lbctl`, else
+/// `~/.local/state/lbctl` (lbctl reads `--state-dir` and
+/// `LBCTL_STATE_DIR` itself, before it falls back to this).
 pub fn default_state_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("LBCTL_STATE_DIR").filter(|d| !d.is_empty()) {
-        return d.into();
-    }
     if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(d).join("lbctl");
     }
