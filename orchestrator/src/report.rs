@@ -4,6 +4,8 @@ use serde::Serialize;
 
 use lb_core::{AdminState, Health};
 
+use crate::engine::journal::What;
+
 /// One member of one node on one balancer, as `status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MemberStatus {
@@ -118,7 +120,7 @@ pub struct Recovered {
     /// The member.
     pub member: String,
     /// `state` or `weight`.
-    pub what: String,
+    pub what: What,
     /// The value put back.
     pub restore: String,
     /// Whether it had to change.

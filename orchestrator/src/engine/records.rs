@@ -112,6 +112,12 @@ pub enum What {
     Weight,
 }
 
+impl std::fmt::Display for What {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl What {
     /// As the journal writes it.
     pub fn as_str(self) -> &'static str {
@@ -129,6 +135,13 @@ impl Value {
             Value::State(_) => What::State,
             Value::Weight(_) => What::Weight,
         }
+    }
+}
+
+/// Written as the journal and the reports write it: `"ready"`, `"100"`.
+impl Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 

@@ -83,7 +83,7 @@ impl Fleet {
                 balancer: l.balancer.clone(),
                 pool: r.pool.clone(),
                 member: r.member.clone(),
-                what: l.restore.what().as_str().into(),
+                what: l.restore.what(),
                 restore: l.restore.to_string(),
                 change,
             });

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use super::{Action, Ctx, Measure, MemberLoad, PoolReport};
 use crate::engine::Snapshot;
+use crate::engine::journal::{Value, What};
 use crate::error::Result;
 
 /// The first pulse out of rotation of a member, before its users' request
@@ -22,9 +23,9 @@ const MAX_PULSES: usize = 24;
 fn pulse(m: &MemberLoad, load_after: Option<f64>, held: Duration) -> Action {
     Action {
         member: m.member.clone(),
-        what: "state".into(),
-        from: AdminState::Ready.to_string(),
-        to: AdminState::Maint.to_string(),
+        what: What::State,
+        from: Value::State(AdminState::Ready),
+        to: Value::State(AdminState::Maint),
         load_before: m.load,
         load_after,
         held_ms: held.as_millis() as u64,

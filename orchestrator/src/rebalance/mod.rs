@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::engine::journal::EndStatus;
+use crate::engine::journal::{EndStatus, Value, What};
 use crate::error::{Error, ExitCode, Result};
 use crate::fleet::Fleet;
 use ctx::Ctx;
@@ -132,11 +132,11 @@ pub struct Action {
     /// The member.
     pub member: String,
     /// `state` or `weight`.
-    pub what: String,
+    pub what: What,
     /// The value before.
-    pub from: String,
+    pub from: Value,
     /// The value set for a while.
-    pub to: String,
+    pub to: Value,
     /// Its load before.
     pub load_before: f64,
     /// Its load when put back (none with `--dry-run`).

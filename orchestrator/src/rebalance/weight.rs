@@ -6,6 +6,7 @@ use tokio::time::Instant;
 
 use super::{Action, Ctx, Measure, PoolReport};
 use crate::engine::Snapshot;
+use crate::engine::journal::{Value, What};
 use crate::error::Result;
 
 impl Ctx<'_> {
@@ -52,9 +53,9 @@ impl Ctx<'_> {
                     if self.opts.dry_run {
                         report.actions.push(Action {
                             member: m.member.clone(),
-                            what: "weight".into(),
-                            from: w.to_string(),
-                            to: to.to_string(),
+                            what: What::Weight,
+                            from: Value::Weight(w),
+                            to: Value::Weight(to),
                             load_before: m.load,
                             load_after: None,
                             held_ms: 0,
@@ -94,9 +95,9 @@ impl Ctx<'_> {
             }
             report.actions.push(Action {
                 member: name.clone(),
-                what: "weight".into(),
-                from: w.to_string(),
-                to: c.to_string(),
+                what: What::Weight,
+                from: Value::Weight(w),
+                to: Value::Weight(c),
                 load_before: before_load.get(name).copied().unwrap_or(0.0),
                 load_after: now
                     .members
