@@ -4,8 +4,6 @@ mod drivers;
 mod duration;
 mod error;
 mod fleet;
-mod gate;
-mod hooks;
 pub mod inventory;
 pub mod journal;
 pub mod plan;
@@ -13,7 +11,6 @@ pub mod rebalance;
 pub mod report;
 pub mod rolling;
 mod wait;
-mod zdu;
 
 use std::path::Path;
 
@@ -22,11 +19,12 @@ pub use error::{Error, ExitCode, Result};
 pub use fleet::{
     DrainOptions, Fleet, FleetBalancer, FleetBuilder, Node, Progress, Settings, UndrainOptions,
 };
-pub use gate::GateReport;
 pub use inventory::Inventory;
 pub use plan::Plan;
 pub use rebalance::{RebalanceOptions, RebalanceReport, Strategy};
-pub use rolling::{Rolling, RollingOptions, RollingProgress, RollingReport, StopHandle};
+pub use rolling::{
+    GateReport, Rolling, RollingOptions, RollingProgress, RollingReport, StopHandle,
+};
 pub use wait::{WaitError, WaitOptions, await_condition};
 
 impl Fleet {

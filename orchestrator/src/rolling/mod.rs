@@ -25,17 +25,23 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+mod gate;
+mod hooks;
+mod zdu;
+
+pub use gate::GateReport;
+
+use self::hooks::{HookLog, Vars};
+use self::zdu::{ClusterState, Zdu};
 use crate::error::{Error, Result};
 use crate::fleet::{DrainOptions, Fleet, Node, UndrainOptions};
-use crate::gate::{self, GateReport};
-use crate::hooks::{self, HookLog, Vars};
+
 use crate::journal::{Event, Record, Run, now_rfc3339};
 use crate::plan::{
     DEFAULT_GATE_INTERVAL, DEFAULT_GATE_TIMEOUT, Gate, GateCheck, Group, Hook, Plan,
 };
 use crate::rebalance::{PoolOutcome, RebalanceOptions, RebalanceReport, Strategy};
 use crate::wait::{WaitError, await_condition};
-use crate::zdu::{ClusterState, Zdu};
 
 /// One step of a rolling upgrade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

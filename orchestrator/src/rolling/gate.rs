@@ -8,11 +8,11 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use super::hooks::{self, HookLog, Vars};
+use super::zdu::Zdu;
 use crate::error::{Error, Result};
-use crate::hooks::{self, HookLog, Vars};
 use crate::plan::{Gate, GateCheck};
 use crate::wait::{WaitError, WaitOptions, await_condition};
-use crate::zdu::Zdu;
 
 /// What a gate found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
