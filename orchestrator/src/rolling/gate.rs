@@ -9,7 +9,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::hooks::{self, HookLog, Vars};
-use super::zdu::Zdu;
+use super::zdu::{NodeState, Zdu};
 use crate::error::{Error, Result};
 use crate::plan::{Gate, GateCheck};
 use crate::wait::{WaitError, WaitOptions, await_condition};
@@ -168,14 +168,14 @@ pub(crate) async fn check(
                             return Err(Error::Config("a zdu gate needs a [zdu] section".into()));
                         };
                         match z.node(&target).await {
-                            Ok(n) if n.state == "ERROR" => {
+                            Ok(n) if n.state == NodeState::Error => {
                                 return Err(Error::Failed(format!(
                                     "ZDU node {target} is in ERROR"
                                 )));
                             }
                             Ok(n) => Look {
-                                passed: n.state == "ACTIVE",
-                                detail: n.state,
+                                passed: n.state == NodeState::Active,
+                                detail: n.state.to_string(),
                             },
                             Err(e) => Look {
                                 passed: false,

@@ -32,7 +32,7 @@ mod zdu;
 pub use gate::GateReport;
 
 use self::hooks::{HookLog, Vars};
-use self::zdu::{ClusterState, Zdu};
+use self::zdu::{Halt, Zdu};
 use crate::error::{Error, Result};
 use crate::fleet::{DrainOptions, Fleet, Node, UndrainOptions};
 
@@ -41,7 +41,6 @@ use crate::plan::{
     DEFAULT_GATE_INTERVAL, DEFAULT_GATE_TIMEOUT, Gate, GateCheck, Group, Hook, Plan,
 };
 use crate::rebalance::{PoolOutcome, RebalanceOptions, RebalanceReport, Strategy};
-use crate::wait::{WaitError, await_condition};
 
 /// One step of a rolling upgrade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -770,30 +769,7 @@ impl<'a> Rolling<'a> {
         };
         let zdu = self.plan.zdu.as_ref().map(Zdu::new).transpose()?;
         if let Some(z) = &zdu {
-            let st = z.state().await?;
-            let bad = st.nodes_in_error();
-            if !bad.is_empty() {
-                return Err(Error::Guard(format!(
-                    "Confluence reports node(s) in ERROR: {}; fix them before an upgrade",
-                    bad.join(", ")
-                )));
-            }
-            let ok = match st.state.as_str() {
-                "STABLE" | "READY_TO_UPGRADE" => true,
-                "MIXED" | "READY_TO_RUN_UPGRADE_TASKS" => self.opts.resume,
-                _ => false,
-            };
-            if !ok {
-                return Err(Error::Guard(format!(
-                    "Confluence's cluster is in {}{}; nothing was changed",
-                    st.state,
-                    if matches!(st.state.as_str(), "MIXED" | "READY_TO_RUN_UPGRADE_TASKS") {
-                        ": an upgrade is already under way (continue it with --resume)"
-                    } else {
-                        ""
-                    }
-                )));
-            }
+            z.check_ready(self.opts.resume).await?;
         }
         let run = match journal {
             Some(j) => {
@@ -932,10 +908,7 @@ impl<'a> Rolling<'a> {
         if let Some(z) = &self.plan.zdu {
             let mut s = StepReport::new(
                 Step::ZduStart,
-                Some(format!(
-                    "GET {0}{1}; if STABLE, POST {0}{2} and expect READY_TO_UPGRADE (refuse if a node is in ERROR)",
-                    z.url, z.state_path, z.start_path
-                )),
+                Some(zdu::describe_start(z)),
                 StepResult::Planned,
             );
             mark(&mut s, done("", "", "zdu_start"));
@@ -1014,10 +987,7 @@ impl<'a> Rolling<'a> {
         if let Some(z) = &self.plan.zdu {
             let mut s = StepReport::new(
                 Step::ZduApprove,
-                Some(format!(
-                    "wait for READY_TO_RUN_UPGRADE_TASKS at {0}{1}, POST {0}{2}, wait for STABLE",
-                    z.url, z.state_path, z.approve_path
-                )),
+                Some(zdu::describe_approve(z)),
                 StepResult::Planned,
             );
             mark(&mut s, done("", "", "zdu_approve"));
@@ -1133,6 +1103,15 @@ struct Done {
     message: Option<String>,
 }
 
+impl Done {
+    fn message(m: String) -> Done {
+        Done {
+            message: Some(m),
+            ..Done::default()
+        }
+    }
+}
+
 /// Why a step stopped the run.
 #[derive(Debug)]
 struct Fail {
@@ -1158,6 +1137,15 @@ impl Fail {
             message: "lbctl was stopped (SIGINT/SIGTERM)".into(),
             tail: Vec::new(),
             done: Done::default(),
+        }
+    }
+}
+
+impl From<Halt> for Fail {
+    fn from(h: Halt) -> Fail {
+        match h {
+            Halt::Stopped => Fail::interrupted(),
+            Halt::Failed(m) => Fail::new(m),
         }
     }
 }
@@ -1876,23 +1864,7 @@ impl Exec<'_> {
 
     async fn zdu_start(&self) -> std::result::Result<(), Stopped> {
         let z = self.zdu.as_ref().expect("zdu");
-        let f = async {
-            let st = z.state().await.map_err(|e| Fail::new(e.to_string()))?;
-            let st = if st.state == "STABLE" {
-                z.start().await.map_err(|e| Fail::new(e.to_string()))?
-            } else {
-                st
-            };
-            match st.state.as_str() {
-                "READY_TO_UPGRADE" | "MIXED" | "READY_TO_RUN_UPGRADE_TASKS" => Ok(Done {
-                    message: Some(format!("cluster {}", st.state)),
-                    ..Done::default()
-                }),
-                other => Err(Fail::new(format!(
-                    "expected READY_TO_UPGRADE after start, the cluster is {other}"
-                ))),
-            }
-        };
+        let f = async { z.start().await.map(Done::message).map_err(Fail::from) };
         let r = self.step("", "", Step::ZduStart, None, f).await;
         if r.is_ok() {
             self.st().zdu_started = true;
@@ -1900,42 +1872,12 @@ impl Exec<'_> {
         r
     }
 
-    async fn wait_cluster(&self, z: &Zdu, want: &str) -> std::result::Result<ClusterState, Fail> {
-        let mut last = String::new();
-        let mut stop = self.stop.clone();
-        let r = tokio::select! {
-            r = await_condition(
-                z.waits(),
-                || z.state(),
-                |s: &ClusterState| s.state == want || s.state == "UPGRADE_TASKS_FAILED" || !s.nodes_in_error().is_empty(),
-                |_| true,
-                |s: &ClusterState| last = s.state.clone(),
-            ) => r,
-            _ = stop.wait_for(|s| *s) => return Err(Fail::interrupted()),
-        };
-        match r {
-            Ok(s) if s.state == want => Ok(s),
-            Ok(s) if !s.nodes_in_error().is_empty() => Err(Fail::new(format!(
-                "Confluence reports node(s) in ERROR: {}",
-                s.nodes_in_error().join(", ")
-            ))),
-            Ok(s) => Err(Fail::new(format!("the cluster is {}", s.state))),
-            Err(WaitError::TimedOut(_)) | Err(WaitError::Failed(_)) => Err(Fail::new(format!(
-                "the cluster did not reach {want} (last: {})",
-                if last.is_empty() { "no answer" } else { &last }
-            ))),
-        }
-    }
-
     async fn zdu_approve(&self) -> std::result::Result<Done, Fail> {
         let z = self.zdu.as_ref().expect("zdu");
-        self.wait_cluster(z, "READY_TO_RUN_UPGRADE_TASKS").await?;
-        z.approve().await.map_err(|e| Fail::new(e.to_string()))?;
-        let st = self.wait_cluster(z, "STABLE").await?;
-        Ok(Done {
-            message: Some(format!("upgrade tasks approved; cluster {}", st.state)),
-            ..Done::default()
-        })
+        z.approve(&self.stop)
+            .await
+            .map(Done::message)
+            .map_err(Fail::from)
     }
 
     /// A run abandoned before any node's upgrade began leaves upgrade mode
@@ -1951,14 +1893,7 @@ impl Exec<'_> {
         }
         let t0 = Instant::now();
         let at = now_rfc3339();
-        let res = match z.state().await {
-            Ok(st) if st.state == "READY_TO_UPGRADE" => match z.cancel().await {
-                Ok(after) => Ok(format!("upgrade mode cancelled; cluster {}", after.state)),
-                Err(e) => Err(e.to_string()),
-            },
-            Ok(st) => Ok(format!("not cancelled: the cluster is {}", st.state)),
-            Err(e) => Err(e.to_string()),
-        };
+        let res = z.cancel_if_ready().await;
         let mut s = StepReport::new(Step::ZduCancel, None, StepResult::Ok);
         s.started = Some(at);
         s.ended = Some(now_rfc3339());
