@@ -23,7 +23,7 @@ pub use inventory::Inventory;
 pub use plan::Plan;
 pub use rebalance::{RebalanceOptions, RebalanceReport, Strategy};
 pub use rolling::{
-    GateReport, Rolling, RollingOptions, RollingProgress, RollingReport, StopHandle,
+    GateReport, Rolling, RollingError, RollingOptions, RollingProgress, RollingReport, StopHandle,
 };
 pub use wait::{WaitError, WaitOptions, await_condition};
 

@@ -25,10 +25,12 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+mod error;
 mod gate;
 mod hooks;
 mod zdu;
 
+pub use error::RollingError;
 pub use gate::GateReport;
 
 use self::hooks::{HookLog, Vars};
@@ -689,13 +691,14 @@ impl<'a> Rolling<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] / [`Error::Usage`] (exit 2) for a plan that does
-    /// not fit the inventory or a resume with nothing to resume;
-    /// [`Error::Guard`] (exit 4) when Confluence has a node in `ERROR` or
-    /// an upgrade already under way; [`Error::State`] for the journal;
-    /// [`Error::Rolling`] (exit 1) when a step failed or the run was
-    /// stopped, with the report saying where.
-    pub async fn run(&self) -> Result<RollingReport> {
+    /// [`RollingError::Setup`] before any step ran: [`Error::Config`] /
+    /// [`Error::Usage`] (exit 2) for a plan that does not fit the
+    /// inventory or a resume with nothing to resume; [`Error::Guard`]
+    /// (exit 4) when Confluence has a node in `ERROR` or an upgrade
+    /// already under way; [`Error::State`] for the journal.
+    /// [`RollingError::Stopped`] (exit 1) when a step failed or the run
+    /// was stopped, with the report saying where.
+    pub async fn run(&self) -> std::result::Result<RollingReport, RollingError> {
         let members = self.preflight().await?;
         let plan_id = self.plan_id();
         let journal = self.fleet.journal();
@@ -713,14 +716,16 @@ impl<'a> Rolling<'a> {
                         "nothing to resume: the journal in {} has no run of {}",
                         j.dir().display(),
                         self.plan.origin()
-                    )));
+                    ))
+                    .into());
                 };
                 if last.ended.as_deref() == Some("ok") {
                     return Err(Error::Usage(format!(
                         "nothing to resume: the last run of {} (run {}) finished",
                         self.plan.origin(),
                         last.id
-                    )));
+                    ))
+                    .into());
                 }
                 // The chain: the last run and the runs it resumed.
                 let mut at = Some(last.id.clone());
@@ -749,13 +754,13 @@ impl<'a> Rolling<'a> {
                     last.stopped_at
                         .as_ref()
                         .map_or(String::new(), |s| format!(" at {s}"))
-                )));
+                )).into());
             }
             hist.last = last;
         } else if self.opts.resume {
-            return Err(Error::State(
-                "--resume needs a state directory (--state-dir)".into(),
-            ));
+            return Err(
+                Error::State("--resume needs a state directory (--state-dir)".into()).into(),
+            );
         }
         if self.opts.dry_run {
             return Ok(self.planned(&hist, &members, resumes));
@@ -1423,7 +1428,7 @@ impl Exec<'_> {
         })
     }
 
-    async fn go(&self) -> Result<RollingReport> {
+    async fn go(&self) -> std::result::Result<RollingReport, RollingError> {
         let ok = self.all().await.is_ok();
         if !ok {
             self.maybe_cancel_zdu().await;
@@ -1464,7 +1469,7 @@ impl Exec<'_> {
         if ok {
             Ok(report)
         } else {
-            Err(Error::Rolling(Box::new(report)))
+            Err(RollingError::Stopped(Box::new(report)))
         }
     }
 
