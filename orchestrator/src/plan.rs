@@ -5,9 +5,9 @@
 //! or a table with the knobs of `lbctl rebalance`).
 //!
 //! Parsed with serde and `deny_unknown_fields`: a misspelt key is an error
-//! naming the file, the line and the key. [`Plan::check`] then checks the
-//! plan against a fleet (every node in the inventory, shell-safe names),
-//! again naming the line.
+//! naming the file, the line and the key. A rolling run then checks the
+//! plan against the fleet (every node in the inventory, shell-safe names),
+//! naming the line again ([`Plan::describe_node`]).
 //!
 //! ```
 //! use orchestrator::Strategy;
@@ -47,7 +47,6 @@ use toml::Spanned;
 
 use crate::duration::{parse_duration, serde_opt};
 use crate::error::{Error, Result};
-use crate::fleet::Fleet;
 use crate::rebalance::{RebalanceOptions, Strategy};
 
 /// How long a hook may run unless the plan says otherwise.
@@ -68,7 +67,7 @@ pub struct Plan {
     pub finally: Option<Hook>,
     /// Confluence Data Center's zero-downtime-upgrade API.
     pub zdu: Option<ZduConfig>,
-    /// `rebalance = true` or `rebalance = { … }`: [`Fleet::rebalance`] over
+    /// `rebalance = true` or `rebalance = { … }`: [`Fleet::rebalance`](crate::Fleet::rebalance) over
     /// every pool once the last node is back (before `finally`). `None`
     /// when the key is absent or `false`.
     pub rebalance: Option<RebalanceOptions>,
@@ -601,40 +600,6 @@ impl Plan {
             Some(l) => format!("{}: line {l}", self.origin),
             None => self.origin.clone(),
         }
-    }
-
-    /// Checks the plan against `fleet`: every node is in the inventory,
-    /// names and addresses are safe to substitute into shell commands, a
-    /// group's gate can be evaluated for each of its nodes.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] naming the file, the line and the node.
-    pub fn check(&self, fleet: &Fleet) -> Result<()> {
-        for (gi, g) in self.groups.iter().enumerate() {
-            for (ni, n) in g.nodes.iter().enumerate() {
-                let Some(node) = fleet.nodes().get(n) else {
-                    return Err(Error::Config(format!(
-                        "{}: group {}: node {:?} is not in the inventory (it has: {})",
-                        self.at(gi, Some(ni)),
-                        g.name,
-                        lb_core::escape_name(n),
-                        fleet.nodes().keys().cloned().collect::<Vec<_>>().join(", ")
-                    )));
-                };
-                if !shell_safe(&node.name) || !shell_safe(&node.address) {
-                    return Err(Error::Config(format!(
-                        "{}: group {}: node {} ({}) holds characters a shell reads specially; \
-                         hooks substitute {{node}} and {{address}} unquoted",
-                        self.at(gi, Some(ni)),
-                        g.name,
-                        lb_core::escape_name(&node.name),
-                        lb_core::escape_name(&node.address)
-                    )));
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Where group `g` (an index into `groups`) is written, for messages.
