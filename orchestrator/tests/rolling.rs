@@ -294,11 +294,31 @@ upgrade = "echo {node} upgrade >> DIR/trace; for i in 1 2 3; do echo output $i; 
         resume: true,
         ..RollingOptions::default()
     };
+    let planned = Rolling::new(&f, &plan)
+        .options(RollingOptions {
+            dry_run: true,
+            ..opts.clone()
+        })
+        .run()
+        .await
+        .unwrap();
     let r = Rolling::new(&f, &plan)
         .options(opts.clone())
         .run()
         .await
         .unwrap();
+    // The dry run of the resume showed what the resume then did.
+    assert_eq!(planned.nodes[0].result, RunResult::Skipped);
+    for i in 1..3 {
+        let will: Vec<_> = results(&planned.nodes[i].steps)
+            .into_iter()
+            .map(|(s, res)| match res {
+                StepResult::Planned => (s, StepResult::Ok),
+                _ => (s, res),
+            })
+            .collect();
+        assert_eq!(will, results(&r.nodes[i].steps), "{}", r.nodes[i].node);
+    }
     assert_eq!(
         t.lines("trace"),
         [

@@ -20,7 +20,8 @@
 //! (`steps`, which says where a new kind of step goes), and then either
 //! renders it (`--dry-run`) or runs it (`exec`). Confluence's
 //! zero-downtime-upgrade protocol is in `zdu`, health gates in `gate`,
-//! hooks in `hooks`; what a run reports is in [`report`](RollingReport).
+//! hooks in `hooks`, the rebalance step's words in `rebalance`; what a run
+//! reports is [`RollingReport`], and how it fails [`RollingError`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -3,7 +3,7 @@
 //! nodes with each node's steps, every hook and gate resolved (a group
 //! without a gate gets the node's `health` URL as an HTTP gate) and every
 //! step marked when the run it resumes did it. `--dry-run` renders that
-//! list ([`planned`]), the executor (`exec.rs`) runs it.
+//! list ([`planned`]), the executor (`exec/`) runs it.
 //!
 //! The order: `zdu_start` → for each group, its batches (for each node:
 //! `drain`, `before`, `upgrade` or `first_node`, `after`, `gate`,
@@ -14,7 +14,7 @@
 //! **A new kind of step** is added here: a variant of [`Step`] (with its
 //! journal name in [`Step::as_str`]), its place in [`steps`] with the
 //! [`Action`] that runs it; the compiler then asks for what the action
-//! does in `Exec::action` (exec.rs) and for its dry-run words in
+//! does in `Exec::action` (`exec/mod.rs`) and for its dry-run words in
 //! [`planned_step`].
 //!
 //! Resume: a step the resumed runs did is skipped (reported `skipped`),
