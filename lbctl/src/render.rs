@@ -2,7 +2,7 @@
 //! everything else a person reads in text mode goes to stdout, warnings
 //! and errors to stderr.
 
-use orchestrator::Error;
+use crate::cli::CliError;
 use orchestrator::report::{ChangeReport, MemberChange, MemberStatus, RecoverReport, StatusReport};
 use orchestrator::rolling::{RollingReport, RunResult, StepReport, StepResult};
 use serde::Serialize;
@@ -240,20 +240,20 @@ fn rebalance_lines(r: &orchestrator::RebalanceReport) {
     }
 }
 
-pub fn error(out: &Output, e: &Error) {
-    if let Error::Rolling(r) = e {
+pub fn error(out: &Output, e: &CliError) {
+    if let Some(r) = e.report() {
         warnings(out, &r.warnings);
     }
     if out.json {
         let err = serde_json::json!({"kind": e.kind(), "message": e.to_string()});
-        match e {
+        match e.report() {
             // A rolling run's report says where it stopped: it is the document.
-            Error::Rolling(r) => {
+            Some(r) => {
                 let mut v = serde_json::to_value(r).expect("reports serialize");
                 v["error"] = err;
                 json(&v);
             }
-            _ => json(&serde_json::json!({ "error": err })),
+            None => json(&serde_json::json!({ "error": err })),
         }
     }
     eprintln!("lbctl: error: {e}");

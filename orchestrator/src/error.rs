@@ -47,10 +47,6 @@ pub enum Error {
     /// Anything else that failed (exit 1).
     #[error("{0}")]
     Failed(String),
-    /// A rolling upgrade stopped: a step failed, or the run was stopped by
-    /// a signal (exit 1). The report says where, and how to continue.
-    #[error("{}", .0.summary())]
-    Rolling(Box<crate::rolling::RollingReport>),
 }
 
 /// lbctl's exit codes, stable for scripts.
@@ -102,10 +98,6 @@ impl Error {
             Error::Balancer(e) => e.kind(),
             Error::State(_) => "state",
             Error::Failed(_) => "failed",
-            Error::Rolling(r) => match r.result {
-                crate::rolling::RunResult::Interrupted => "interrupted",
-                _ => "failed",
-            },
         }
     }
 }

@@ -5,8 +5,6 @@ mod duration;
 pub mod engine;
 mod error;
 mod fleet;
-mod gate;
-mod hooks;
 pub mod inventory;
 pub use engine::journal;
 pub mod plan;
@@ -14,7 +12,6 @@ pub mod rebalance;
 pub mod report;
 pub mod rolling;
 mod wait;
-mod zdu;
 
 use std::path::Path;
 
@@ -24,11 +21,12 @@ pub use fleet::{
     DrainOptions, Fleet, FleetBalancer, FleetBuilder, Node, Progress, Refusal, Settings,
     UndrainOptions,
 };
-pub use gate::GateReport;
 pub use inventory::Inventory;
 pub use plan::Plan;
 pub use rebalance::{RebalanceOptions, RebalanceReport, Strategy};
-pub use rolling::{Rolling, RollingOptions, RollingProgress, RollingReport, StopHandle};
+pub use rolling::{
+    GateReport, Rolling, RollingError, RollingOptions, RollingProgress, RollingReport, StopHandle,
+};
 pub use wait::{WaitError, WaitOptions, await_condition};
 
 impl Fleet {

@@ -12,7 +12,7 @@ use orchestrator::plan::Plan;
 use orchestrator::rebalance::PoolOutcome;
 use orchestrator::rolling::{ProgressEvent, RunResult, Step, StepResult};
 use orchestrator::{
-    Error, ExitCode, Fleet, Node, Rolling, RollingOptions, RollingProgress, Settings,
+    ExitCode, Fleet, Node, Rolling, RollingError, RollingOptions, RollingProgress, Settings,
 };
 
 fn lb() -> Arc<InMemoryBalancer> {
@@ -252,7 +252,9 @@ upgrade = "echo {node} upgrade >> DIR/trace; for i in 1 2 3; do echo output $i; 
     std::fs::write(t.p("fixed-node1"), "").unwrap();
     let e = Rolling::new(&f, &plan).run().await.unwrap_err();
     assert_eq!(e.exit_code(), ExitCode::Failed);
-    let Error::Rolling(r) = &e else { panic!("{e}") };
+    let RollingError::Stopped(r) = &e else {
+        panic!("{e}")
+    };
     assert_eq!(r.result, RunResult::Failed);
     let fail = r.failure.as_ref().unwrap();
     assert_eq!(
@@ -292,11 +294,31 @@ upgrade = "echo {node} upgrade >> DIR/trace; for i in 1 2 3; do echo output $i; 
         resume: true,
         ..RollingOptions::default()
     };
+    let planned = Rolling::new(&f, &plan)
+        .options(RollingOptions {
+            dry_run: true,
+            ..opts.clone()
+        })
+        .run()
+        .await
+        .unwrap();
     let r = Rolling::new(&f, &plan)
         .options(opts.clone())
         .run()
         .await
         .unwrap();
+    // The dry run of the resume showed what the resume then did.
+    assert_eq!(planned.nodes[0].result, RunResult::Skipped);
+    for i in 1..3 {
+        let will: Vec<_> = results(&planned.nodes[i].steps)
+            .into_iter()
+            .map(|(s, res)| match res {
+                StepResult::Planned => (s, StepResult::Ok),
+                _ => (s, res),
+            })
+            .collect();
+        assert_eq!(will, results(&r.nodes[i].steps), "{}", r.nodes[i].node);
+    }
     assert_eq!(
         t.lines("trace"),
         [
@@ -377,7 +399,9 @@ upgrade = "echo {node} start >> DIR/trace; sleep 0.3; echo {node} end >> DIR/tra
         "[[group]]\nname = \"app\"\nnodes = [\"node1\", \"node2\", \"node3\"]\nbatch = 3\n[group.hooks]\nupgrade = \"true\"\n",
     );
     let e = Rolling::new(&f, &plan).run().await.unwrap_err();
-    let Error::Rolling(r) = &e else { panic!("{e}") };
+    let RollingError::Stopped(r) = &e else {
+        panic!("{e}")
+    };
     let fail = r.failure.as_ref().unwrap();
     assert_eq!(fail.step, Step::Drain);
     assert!(
@@ -446,7 +470,9 @@ async fn a_gate_that_does_not_pass_fails_the_node_and_it_stays_out() {
         "[[group]]\nname = \"app\"\nnodes = [\"node1\", \"node2\"]\n[group.gate]\ntcp = \"{closed}\"\ntimeout = \"300ms\"\ninterval = \"50ms\"\n"
     ));
     let e = Rolling::new(&f, &plan).run().await.unwrap_err();
-    let Error::Rolling(r) = &e else { panic!("{e}") };
+    let RollingError::Stopped(r) = &e else {
+        panic!("{e}")
+    };
     let fail = r.failure.as_ref().unwrap();
     assert_eq!(
         (fail.node.as_deref(), fail.step),
@@ -495,7 +521,9 @@ upgrade = "echo {node} >> DIR/trace; test -e DIR/quick || sleep 30"
         "the 30 s hook was killed"
     );
     assert_eq!(e.kind(), "interrupted");
-    let Error::Rolling(r) = &e else { panic!("{e}") };
+    let RollingError::Stopped(r) = &e else {
+        panic!("{e}")
+    };
     assert_eq!(r.result, RunResult::Interrupted);
     let fail = r.failure.as_ref().unwrap();
     assert!(fail.interrupted);
@@ -728,7 +756,9 @@ async fn a_balancer_failing_during_the_rebalance_fails_that_step_and_resume_runs
         .await
         .unwrap_err();
     assert_eq!(e.exit_code(), ExitCode::Failed);
-    let Error::Rolling(r) = &e else { panic!("{e}") };
+    let RollingError::Stopped(r) = &e else {
+        panic!("{e}")
+    };
     let fail = r.failure.as_ref().unwrap();
     assert_eq!((fail.node.as_deref(), fail.step), (None, Step::Rebalance));
     assert!(
@@ -796,7 +826,9 @@ async fn a_weight_left_lowered_by_a_killed_rebalance_is_refused_until_recover_pu
     killed.done(seq, &res).unwrap();
 
     let e = Rolling::new(&f, &plan).run().await.unwrap_err();
-    let Error::Rolling(r) = &e else { panic!("{e}") };
+    let RollingError::Stopped(r) = &e else {
+        panic!("{e}")
+    };
     let fail = r.failure.as_ref().unwrap();
     assert_eq!(fail.step, Step::Rebalance);
     assert!(
@@ -881,7 +913,9 @@ async fn stopped_during_the_rebalance_the_step_is_interrupted_and_resume_runs_it
     });
     let e = rolling.progress(p).run().await.unwrap_err();
     assert_eq!(e.kind(), "interrupted");
-    let Error::Rolling(r) = &e else { panic!("{e}") };
+    let RollingError::Stopped(r) = &e else {
+        panic!("{e}")
+    };
     let fail = r.failure.as_ref().unwrap();
     assert!(fail.interrupted);
     assert_eq!((fail.node.as_deref(), fail.step), (None, Step::Rebalance));

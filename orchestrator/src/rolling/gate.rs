@@ -8,11 +8,11 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use super::hooks::{self, HookLog, Vars};
+use super::zdu::{NodeState, Zdu};
 use crate::error::{Error, Result};
-use crate::hooks::{self, HookLog, Vars};
 use crate::plan::{Gate, GateCheck};
 use crate::wait::{WaitError, WaitOptions, await_condition};
-use crate::zdu::Zdu;
 
 /// What a gate found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -168,14 +168,14 @@ pub(crate) async fn check(
                             return Err(Error::Config("a zdu gate needs a [zdu] section".into()));
                         };
                         match z.node(&target).await {
-                            Ok(n) if n.state == "ERROR" => {
+                            Ok(n) if n.state == NodeState::Error => {
                                 return Err(Error::Failed(format!(
                                     "ZDU node {target} is in ERROR"
                                 )));
                             }
                             Ok(n) => Look {
-                                passed: n.state == "ACTIVE",
-                                detail: n.state,
+                                passed: n.state == NodeState::Active,
+                                detail: n.state.to_string(),
                             },
                             Err(e) => Look {
                                 passed: false,

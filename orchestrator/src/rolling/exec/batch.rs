@@ -1,0 +1,202 @@
+//! A batch of a group's nodes: drained with one [`Fleet::drain`] call
+//! (guarded and waited for together), then each node's steps up to its
+//! gate concurrently, then those that passed undrained together with one
+//! [`Fleet::undrain`] call. When one node fails the others still finish,
+//! and the run stops after the batch.
+//!
+//! [`Fleet::drain`]: crate::Fleet::drain
+//! [`Fleet::undrain`]: crate::Fleet::undrain
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use tokio::time::Instant;
+
+use super::{Done, Exec, Fail, StepOutcome, Stopped};
+use crate::fleet::{DrainOptions, UndrainOptions};
+use crate::journal::now_rfc3339;
+use crate::plan::Group;
+use crate::rolling::history::Status;
+use crate::rolling::report::{RunResult, StepReport, StepResult};
+use crate::rolling::steps::{Action, NodeSteps, Step};
+
+impl Exec<'_> {
+    /// One batch of a group: drain them together (guarded together), run
+    /// each node's hooks and gate concurrently, undrain those that passed.
+    pub(super) async fn batch(&self, g: &Group, nodes: &[&NodeSteps<'_>]) -> StepOutcome {
+        let names: Vec<&str> = nodes.iter().map(|n| n.name).collect();
+        if g.balanced {
+            self.drain(g, &names).await?;
+        }
+        let results = join_all(nodes.iter().map(|n| self.node_middle(g, n))).await;
+        let passed: Vec<&str> = names
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_ok())
+            .map(|(n, _)| *n)
+            .collect();
+        let mut failed = results.iter().any(Result::is_err);
+        if g.balanced && !passed.is_empty() && !self.stopped() {
+            if self.undrain(g, &passed).await.is_err() {
+                failed = true;
+            }
+        } else if g.balanced && !passed.is_empty() {
+            // Stopped: nothing new begins; they stay out of rotation.
+            for n in &passed {
+                let _ = self.fail_now(&g.name, n, Step::Undrain, None, Fail::interrupted());
+            }
+            failed = true;
+        }
+        if !g.balanced {
+            for n in &passed {
+                self.node_finished(&g.name, n);
+            }
+        }
+        if failed { Err(Stopped) } else { Ok(()) }
+    }
+
+    fn node_finished(&self, g: &str, n: &str) {
+        let _ = self.journal.node_done(g, n);
+        let mut st = self.st();
+        if let Some(i) = st.report.nodes.iter().position(|x| x.node == n) {
+            st.report.nodes[i].result = RunResult::Ok;
+        }
+        st.report.nodes_done += 1;
+    }
+
+    /// One node's steps between the batch's drain and undrain.
+    async fn node_middle(&self, g: &Group, node: &NodeSteps<'_>) -> StepOutcome {
+        let n = node.name;
+        for item in &node.steps {
+            if matches!(item.action, Action::Drain | Action::Undrain) {
+                continue;
+            }
+            if item.done {
+                // A skipped gate names no command in the report.
+                let command = match item.action {
+                    Action::Gate(..) => None,
+                    _ => item.command.clone(),
+                };
+                self.skipped(&g.name, n, item.step, command);
+                continue;
+            }
+            self.step(
+                &g.name,
+                n,
+                item.step,
+                item.command.clone(),
+                self.action(Some(g), Some(n), item),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn drain(&self, g: &Group, names: &[&str]) -> StepOutcome {
+        if self.stopped() {
+            return self.fail_now(&g.name, names[0], Step::Drain, None, Fail::interrupted());
+        }
+        for n in names {
+            if let Err(e) = self
+                .journal
+                .step(&g.name, n, Step::Drain, Status::Started, None)
+            {
+                return self.fail_now(&g.name, n, Step::Drain, None, Fail::new(e.to_string()));
+            }
+            self.st().worked.insert(n.to_string());
+            self.progress(&g.name, n, Step::Drain, None);
+        }
+        let t0 = Instant::now();
+        let started = now_rfc3339();
+        let mut stop = self.stop.clone();
+        let opts = DrainOptions::default();
+        let res = tokio::select! {
+            r = self.fleet().drain(names, &opts) => r.map_err(|e| Fail::new(e.to_string())),
+            _ = stop.wait_for(|s| *s) => Err(Fail::interrupted()),
+        };
+        let took = t0.elapsed();
+        let res = res.map(|rep| {
+            self.st().drain_wait += Duration::from_millis(rep.waited_ms);
+            self.warn(&rep.warnings);
+            Done {
+                waited_ms: Some(rep.waited_ms),
+                ..Done::default()
+            }
+        });
+        self.each(g, names, Step::Drain, started, took, res)
+    }
+
+    async fn undrain(&self, g: &Group, names: &[&str]) -> StepOutcome {
+        for n in names {
+            if let Err(e) = self
+                .journal
+                .step(&g.name, n, Step::Undrain, Status::Started, None)
+            {
+                return self.fail_now(&g.name, n, Step::Undrain, None, Fail::new(e.to_string()));
+            }
+            self.progress(&g.name, n, Step::Undrain, None);
+        }
+        let t0 = Instant::now();
+        let started = now_rfc3339();
+        let mut stop = self.stop.clone();
+        let opts = UndrainOptions::default();
+        let res = tokio::select! {
+            r = self.fleet().undrain(names, &opts) => r.map_err(|e| Fail::new(e.to_string())),
+            _ = stop.wait_for(|s| *s) => Err(Fail::interrupted()),
+        };
+        let took = t0.elapsed();
+        let res = res.map(|rep| {
+            self.warn(&rep.warnings);
+            self.st().health_wait += Duration::from_millis(rep.waited_ms);
+            Done {
+                waited_ms: Some(rep.waited_ms),
+                ..Done::default()
+            }
+        });
+        let ok = res.is_ok();
+        let out = self.each(g, names, Step::Undrain, started, took, res);
+        if ok {
+            for n in names {
+                self.node_finished(&g.name, n);
+            }
+        }
+        out
+    }
+
+    /// Records one drain/undrain outcome for every node it covered.
+    fn each(
+        &self,
+        g: &Group,
+        names: &[&str],
+        step: Step,
+        started: String,
+        took: Duration,
+        res: Result<Done, Fail>,
+    ) -> StepOutcome {
+        let ended = now_rfc3339();
+        let failed = res.is_err();
+        for n in names {
+            let mut s = StepReport::new(step, None, StepResult::Ok);
+            s.started = Some(started.clone());
+            s.ended = Some(ended.clone());
+            s.ms = Some(took.as_millis() as u64);
+            let r = match &res {
+                Ok(d) => Ok(Done {
+                    waited_ms: d.waited_ms,
+                    message: d.message.clone(),
+                    ..Done::default()
+                }),
+                Err(f) => Err(Fail {
+                    interrupted: f.interrupted,
+                    message: f.message.clone(),
+                    tail: Vec::new(),
+                    done: Done::default(),
+                }),
+            };
+            if self.record(&g.name, n, s, &r).is_err() {
+                return Err(Stopped);
+            }
+        }
+        if failed { Err(Stopped) } else { Ok(()) }
+    }
+}
