@@ -18,8 +18,9 @@ use tracing::{info, warn};
 
 pub use config::{
     AppGatewayBuilder, Credential, CredentialKeys, DEFAULT_API_VERSION, DEFAULT_ENDPOINT,
-    DEFAULT_OPERATION_TIMEOUT, DEFAULT_TIMEOUT, SecretSource,
+    DEFAULT_OPERATION_TIMEOUT, DEFAULT_TIMEOUT,
 };
+pub use lb_http::SecretSource;
 
 use arm::{Arm, End, Put, SUPERSEDED};
 use error::{ArmSays, AzureError};
