@@ -2,6 +2,7 @@
 
 mod builder;
 mod error;
+mod settings;
 pub mod xml;
 
 use std::fmt;
@@ -21,6 +22,7 @@ use url::Url;
 
 pub use builder::{ApacheBuilder, DEFAULT_TIMEOUT};
 use error::ApacheError;
+pub use settings::Config;
 use xml::{BalancerInfo, Manager, WorkerInfo};
 
 /// What the status page says when `BalancerPersist On` is in effect.

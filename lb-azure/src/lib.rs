@@ -4,6 +4,7 @@ mod arm;
 mod config;
 mod error;
 mod gateway;
+mod settings;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -21,6 +22,7 @@ pub use config::{
     DEFAULT_OPERATION_TIMEOUT, DEFAULT_TIMEOUT,
 };
 pub use lb_http::SecretSource;
+pub use settings::Config;
 
 use arm::{Arm, End, Put, SUPERSEDED};
 use error::{ArmSays, AzureError};
