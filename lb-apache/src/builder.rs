@@ -4,9 +4,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use lb_core::{Error, Result, validate_name};
+use lb_http::{BasicAuth, ClientOptions, Secret, SecretSource};
 use url::Url;
 
-use crate::{Apache, Auth, Persist, Secret};
+use crate::{Apache, Persist};
 
 /// The default connect and read timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,7 +88,7 @@ impl ApacheBuilder {
 
     /// The password itself, for programs that hold it already.
     pub fn password(mut self, secret: String) -> Self {
-        self.password = Some(Secret(secret));
+        self.password = Some(Secret::new(secret));
         self
     }
 
@@ -148,38 +149,25 @@ impl ApacheBuilder {
         if self.timeout.is_zero() {
             return Err(bad("`timeout` must be more than 0".into()));
         }
+        let http = |e: lb_http::Error| bad(e.to_string());
         let auth = self.auth(&bad)?;
-        let mut client = reqwest::Client::builder()
-            .connect_timeout(self.timeout)
-            .read_timeout(self.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            // No kept-alive connections: after a graceful restart an old
-            // httpd child keeps serving the connection it holds, with the
-            // old generation's balancer state, so a read could be stale and
-            // a write could land where the new generation never sees it. A
-            // new connection always reaches the current generation.
-            .pool_max_idle_per_host(0)
-            .user_agent(concat!("lbctl-lb-apache/", env!("CARGO_PKG_VERSION")));
-        if let Some(p) = &self.ca_file {
-            let pem = std::fs::read(p)
-                .map_err(|e| bad(format!("cannot read `ca_file` {}: {e}", p.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                bad(format!(
-                    "`ca_file` {} is not a PEM certificate bundle: {e}",
-                    p.display()
-                ))
-            })?;
-            if certs.is_empty() {
-                return Err(bad(format!(
-                    "`ca_file` {} holds no PEM certificate",
-                    p.display()
-                )));
-            }
-            client = client.tls_certs_merge(certs);
+        let client = ClientOptions {
+            ca_file: self.ca_file.clone(),
+            connect_timeout: Some(self.timeout),
+            read_timeout: Some(self.timeout),
+            timeout: None,
         }
-        let client = client
-            .build()
-            .map_err(|e| bad(format!("cannot set up the HTTP client: {e}")))?;
+        .build_with(|b| {
+            b.redirect(reqwest::redirect::Policy::none())
+                // No kept-alive connections: after a graceful restart an old
+                // httpd child keeps serving the connection it holds, with the
+                // old generation's balancer state, so a read could be stale
+                // and a write could land where the new generation never sees
+                // it. A new connection always reaches the current generation.
+                .pool_max_idle_per_host(0)
+                .user_agent(concat!("lbctl-lb-apache/", env!("CARGO_PKG_VERSION")))
+        })
+        .map_err(http)?;
         let mut xml_url = url.clone();
         xml_url.set_query(Some("xml=1"));
         Ok(Apache {
@@ -195,62 +183,24 @@ impl ApacheBuilder {
         })
     }
 
-    fn auth(&self, bad: &dyn Fn(String) -> Error) -> Result<Option<Auth>> {
-        let sources = [
-            self.password_env.is_some(),
-            self.password_file.is_some(),
-            self.password.is_some(),
-        ]
-        .into_iter()
-        .filter(|x| *x)
-        .count();
-        if sources > 1 {
-            return Err(bad(
-                "give the password one way only: `password_env` or `password_file`".into(),
-            ));
-        }
-        let password = if let Some(var) = &self.password_env {
-            match std::env::var(var) {
-                Ok(v) if !v.is_empty() => Some(Secret(v)),
-                Ok(_) => return Err(bad(format!("`password_env`: {var} is empty"))),
-                Err(std::env::VarError::NotPresent) => {
-                    return Err(bad(format!(
-                        "`password_env`: environment variable {var} is not set"
-                    )));
-                }
-                Err(std::env::VarError::NotUnicode(_)) => {
-                    return Err(bad(format!("`password_env`: {var} is not valid UTF-8")));
-                }
-            }
-        } else if let Some(p) = &self.password_file {
-            let s = std::fs::read_to_string(p)
-                .map_err(|e| bad(format!("cannot read `password_file` {}: {e}", p.display())))?;
-            let s = s
-                .strip_suffix('\n')
-                .map(|s| s.strip_suffix('\r').unwrap_or(s))
-                .unwrap_or(&s);
-            if s.is_empty() {
-                return Err(bad(format!("`password_file` {} is empty", p.display())));
-            }
-            Some(Secret(s.to_owned()))
-        } else {
-            self.password.clone()
-        };
+    fn auth(&self, bad: &dyn Fn(String) -> Error) -> Result<Option<BasicAuth>> {
+        let http = |e: lb_http::Error| bad(e.to_string());
+        let source = SecretSource::one_of(
+            "password",
+            [
+                self.password_env.clone().map(SecretSource::Env),
+                self.password_file.clone().map(SecretSource::File),
+                self.password.clone().map(SecretSource::Value),
+            ],
+        )
+        .map_err(http)?;
+        let password = source
+            .map(|s| s.read("password"))
+            .transpose()
+            .map_err(http)?;
         match (&self.username, password) {
             (None, None) => Ok(None),
-            (Some(u), Some(password)) => {
-                if u.is_empty() || u.contains(':') || u.chars().any(char::is_control) {
-                    return Err(bad(format!(
-                        "`username` {:?} is not usable for basic authentication \
-                         (empty, or holds ':' or a control character)",
-                        lb_core::escape_name(u)
-                    )));
-                }
-                Ok(Some(Auth {
-                    username: u.clone(),
-                    password,
-                }))
-            }
+            (Some(u), Some(password)) => BasicAuth::new(u, Some(password)).map(Some).map_err(http),
             (Some(u), None) => Err(bad(format!(
                 "`username` {u:?} is set but no password: set `password_env` or `password_file`"
             ))),

@@ -2,6 +2,7 @@
 
 mod builder;
 mod error;
+mod settings;
 pub mod xml;
 
 use std::fmt;
@@ -15,11 +16,13 @@ use lb_core::{
     AdminState, Balancer, Capabilities, Change, DrainSignal, Member, MemberRef, Result,
     validate_name,
 };
+use lb_http::BasicAuth;
 use reqwest::header::{CONTENT_TYPE, REFERER};
 use url::Url;
 
 pub use builder::{ApacheBuilder, DEFAULT_TIMEOUT};
 use error::ApacheError;
+pub use settings::Config;
 use xml::{BalancerInfo, Manager, WorkerInfo};
 
 /// What the status page says when `BalancerPersist On` is in effect.
@@ -38,7 +41,7 @@ pub struct Apache {
     url: Url,
     xml_url: Url,
     referer: String,
-    auth: Option<Auth>,
+    auth: Option<BasicAuth>,
     ca_file: Option<PathBuf>,
     timeout: Duration,
     client: reqwest::Client,
@@ -50,28 +53,12 @@ impl fmt::Debug for Apache {
         f.debug_struct("Apache")
             .field("name", &self.name)
             .field("url", &self.url.as_str())
-            .field("username", &self.auth.as_ref().map(|a| a.username.as_str()))
+            .field("username", &self.auth.as_ref().map(BasicAuth::username))
             .field("password", &self.auth.as_ref().map(|_| "<redacted>"))
             .field("ca_file", &self.ca_file)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
-}
-
-/// A password: never printed.
-#[derive(Clone)]
-pub(crate) struct Secret(pub(crate) String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Auth {
-    pub(crate) username: String,
-    pub(crate) password: Secret,
 }
 
 /// What is known about `BalancerPersist`, and for which set of nonces (a
@@ -295,7 +282,7 @@ impl Apache {
             .request(method, url.clone())
             .header(REFERER, &self.referer);
         match &self.auth {
-            Some(a) => rb.basic_auth(&a.username, Some(&a.password.0)),
+            Some(a) => a.apply(rb),
             None => rb,
         }
     }
@@ -331,7 +318,7 @@ impl Apache {
                 hint: match &self.auth {
                     Some(a) => format!(
                         "the server refused user {:?}: check the password",
-                        a.username
+                        a.username()
                     ),
                     None => "the balancer-manager asks for a login: set `username` and \
                              `password_env` or `password_file`"

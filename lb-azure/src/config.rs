@@ -14,6 +14,7 @@ use azure_identity::{
     UserAssignedId, WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
 };
 use lb_core::Error;
+use lb_http::SecretSource;
 use url::Url;
 
 use crate::AppGateway;
@@ -28,18 +29,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default bound on one gateway update (real updates take 30 s to
 /// several minutes).
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-
-/// Where a secret is read from (when the balancer is built). Only the
-/// variable's name or the file's path is kept here, so `Debug` shows no
-/// secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
-    /// An environment variable's name (inventory key `secret_env`).
-    Env(String),
-    /// A file holding the secret; one trailing newline is dropped
-    /// (inventory key `secret_file`).
-    File(PathBuf),
-}
 
 /// How lbctl gets its Entra ID token for ARM. Chosen explicitly: there is
 /// no default chain.
@@ -414,33 +403,20 @@ impl AppGatewayBuilder {
             return Err(bad("operation_timeout must be more than 0".into()));
         }
 
-        let mut http = reqwest::Client::builder()
-            .timeout(self.timeout)
-            .connect_timeout(self.timeout.min(Duration::from_secs(10)))
+        let http = lb_http::ClientOptions {
+            ca_file: self.ca_file.clone(),
+            timeout: Some(self.timeout),
+            connect_timeout: Some(self.timeout.min(Duration::from_secs(10))),
+            read_timeout: None,
+        }
+        .build_with(|b| {
             // A PUT must never be sent twice by the transport; reads are
             // retried by the driver itself.
-            .retry(reqwest::retry::never())
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("lbctl-lb-azure/", env!("CARGO_PKG_VERSION")));
-        if let Some(f) = &self.ca_file {
-            let pem = std::fs::read(f).map_err(|e| bad(format!("ca_file {}: {e}", f.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                bad(format!(
-                    "ca_file {}: not PEM certificates: {e}",
-                    f.display()
-                ))
-            })?;
-            if certs.is_empty() {
-                return Err(bad(format!(
-                    "ca_file {}: no certificate in it",
-                    f.display()
-                )));
-            }
-            http = http.tls_certs_merge(certs);
-        }
-        let http = http
-            .build()
-            .map_err(|e| bad(format!("cannot set up the HTTP client: {e}")))?;
+            b.retry(reqwest::retry::never())
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("lbctl-lb-azure/", env!("CARGO_PKG_VERSION")))
+        })
+        .map_err(|e| bad(e.to_string()))?;
 
         let auth = self.auth(&credential, &http).map_err(&bad)?;
 
@@ -505,8 +481,10 @@ impl AppGatewayBuilder {
         };
         match c {
             Credential::StaticToken { token_env } => {
-                let t = read_env(token_env, "token_env")?;
-                Ok(Auth::Static(Secret::new(t)))
+                let t = SecretSource::Env(token_env.clone())
+                    .read("token")
+                    .map_err(|e| e.to_string())?;
+                Ok(Auth::Static(Secret::new(t.into_inner())))
             }
             Credential::ClientSecret {
                 tenant_id,
@@ -516,19 +494,7 @@ impl AppGatewayBuilder {
                 if tenant_id.is_empty() || client_id.is_empty() {
                     return Err("credential client-secret needs tenant_id and client_id".into());
                 }
-                let s = match secret {
-                    SecretSource::Env(v) => read_env(v, "secret_env")?,
-                    SecretSource::File(p) => {
-                        let text = std::fs::read_to_string(p)
-                            .map_err(|e| format!("secret_file {}: {e}", p.display()))?;
-                        let t = text.strip_suffix('\n').unwrap_or(&text);
-                        let t = t.strip_suffix('\r').unwrap_or(t);
-                        if t.is_empty() {
-                            return Err(format!("secret_file {} is empty", p.display()));
-                        }
-                        t.to_owned()
-                    }
-                };
+                let s = secret.read("secret").map_err(|e| e.to_string())?;
                 let options = ClientSecretCredentialOptions {
                     client_options: client_options(),
                 };
@@ -537,7 +503,7 @@ impl AppGatewayBuilder {
                     ClientSecretCredential::new(
                         tenant_id,
                         client_id.clone(),
-                        Secret::new(s),
+                        Secret::new(s.into_inner()),
                         Some(options),
                     )
                     .map(|x| x as Arc<dyn TokenCredential>),
@@ -592,21 +558,5 @@ fn check_chars(v: &str, key: &str, max: usize, ok: impl Fn(char) -> bool) -> Res
             lb_core::escape_name(v)
         )),
         None => Ok(()),
-    }
-}
-
-fn read_env(var: &str, key: &str) -> Result<String, String> {
-    if var.is_empty() {
-        return Err(format!("{key} names no environment variable"));
-    }
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Ok(v),
-        Ok(_) => Err(format!("{key}: the environment variable {var} is empty")),
-        Err(std::env::VarError::NotPresent) => {
-            Err(format!("{key}: the environment variable {var} is not set"))
-        }
-        Err(std::env::VarError::NotUnicode(_)) => Err(format!(
-            "{key}: the environment variable {var} is not UTF-8"
-        )),
     }
 }

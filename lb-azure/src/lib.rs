@@ -4,6 +4,7 @@ mod arm;
 mod config;
 mod error;
 mod gateway;
+mod settings;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -18,8 +19,10 @@ use tracing::{info, warn};
 
 pub use config::{
     AppGatewayBuilder, Credential, CredentialKeys, DEFAULT_API_VERSION, DEFAULT_ENDPOINT,
-    DEFAULT_OPERATION_TIMEOUT, DEFAULT_TIMEOUT, SecretSource,
+    DEFAULT_OPERATION_TIMEOUT, DEFAULT_TIMEOUT,
 };
+pub use lb_http::SecretSource;
+pub use settings::Config;
 
 use arm::{Arm, End, Put, SUPERSEDED};
 use error::{ArmSays, AzureError};

@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+mod driver;
+pub mod duration;
 mod error;
 mod memory;
 mod name;
@@ -8,8 +10,9 @@ mod types;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use driver::{Driver, SetSome};
 pub use error::{Error, Result};
-pub use memory::InMemoryBalancer;
+pub use memory::{InMemoryBalancer, MemoryConfig, MemoryMember};
 pub use name::{MAX_NAME_LEN, escape_name, validate_name};
 pub use types::{AdminState, Capabilities, Change, DrainSignal, Health, Member, MemberRef};
 

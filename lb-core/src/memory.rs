@@ -2,9 +2,11 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use serde::Deserialize;
+
 use crate::{
-    AdminState, Balancer, Capabilities, Change, DrainSignal, Error, Health, Member, MemberRef,
-    Result,
+    AdminState, Balancer, Capabilities, Change, DrainSignal, Driver, Error, Health, Member,
+    MemberRef, Result, validate_name,
 };
 
 /// A balancer that lives in memory: the reference implementation of
@@ -149,6 +151,51 @@ impl InMemoryBalancer {
         } else {
             Ok(Change::AlreadyInState)
         }
+    }
+}
+
+/// The settings of an [`InMemoryBalancer`] (inventory `kind = "memory"`,
+/// for tests): its members, each ready, healthy and idle.
+///
+/// ```toml
+/// [balancers.edge]
+/// kind = "memory"
+/// members = [{ pool = "app", name = "node1", address = "10.0.0.1:8080" }]
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// The members it starts with (key `members`; default none).
+    #[serde(default)]
+    pub members: Vec<MemoryMember>,
+}
+
+/// One member of a [`MemoryConfig`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryMember {
+    /// The pool (key `pool`).
+    pub pool: String,
+    /// The member's name (key `name`).
+    pub name: String,
+    /// Its `host:port` (key `address`).
+    pub address: String,
+}
+
+impl Driver for InMemoryBalancer {
+    const KIND: &'static str = "memory";
+    type Config = MemoryConfig;
+
+    /// An [`InMemoryBalancer`] called `name` holding the configured
+    /// members; the names are checked with [`validate_name`].
+    fn build(name: &str, config: MemoryConfig) -> Result<Self> {
+        validate_name(name, "balancer", name)?;
+        let mut lb = InMemoryBalancer::new(name);
+        for m in config.members {
+            MemberRef::new(&m.pool, &m.name).validate(name)?;
+            lb = lb.with_member(&m.pool, &m.name, &m.address);
+        }
+        Ok(lb)
     }
 }
 

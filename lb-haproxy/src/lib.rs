@@ -2,6 +2,7 @@
 
 mod error;
 pub mod parse;
+mod settings;
 mod transport;
 
 use std::fmt;
@@ -15,6 +16,8 @@ use lb_core::{AdminState, Balancer, Capabilities, Change, DrainSignal, Member, M
 use crate::error::HapError;
 use crate::parse::ServerState;
 use crate::transport::{Endpoint, Session};
+
+pub use settings::Config;
 
 /// The default connect and read timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);

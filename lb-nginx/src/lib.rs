@@ -6,6 +6,8 @@ mod fsio;
 mod oss;
 mod plus;
 mod procs;
+mod settings;
 
 pub use oss::{DEFAULT_RELOAD_TIMEOUT, MAX_WEIGHT, Nginx, NginxBuilder};
 pub use plus::{DEFAULT_REQUEST_TIMEOUT, NginxPlus, NginxPlusBuilder};
+pub use settings::{NginxConfig, NginxPlusConfig};

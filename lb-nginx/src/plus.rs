@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use lb_core::{
     AdminState, Balancer, Capabilities, Change, DrainSignal, Error, Health, Member, MemberRef,
 };
+use lb_http::{BasicAuth, ClientOptions, Secret};
 use reqwest::Method;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -25,7 +26,7 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct NginxPlus {
     name: String,
     base: Url,
-    user: Option<(String, Option<String>)>,
+    user: Option<BasicAuth>,
     client: reqwest::Client,
     timeout: Duration,
 }
@@ -35,7 +36,7 @@ impl fmt::Debug for NginxPlus {
         f.debug_struct("NginxPlus")
             .field("name", &self.name)
             .field("url", &self.base.as_str())
-            .field("user", &self.user.as_ref().map(|(u, _)| u))
+            .field("user", &self.user.as_ref().map(BasicAuth::username))
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -50,20 +51,24 @@ pub struct NginxPlusBuilder {
     timeout: Duration,
 }
 
+/// `u` with the password of its `user:password@` replaced, for `Debug`.
+pub(crate) fn redacted_url(u: &str) -> String {
+    match Url::parse(u) {
+        Ok(mut p) => {
+            if p.password().is_some() {
+                let _ = p.set_password(Some("REDACTED"));
+            }
+            p.to_string()
+        }
+        Err(_) => "(unparsable)".into(),
+    }
+}
+
 impl fmt::Debug for NginxPlusBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let url = self.url.as_deref().map(|u| match Url::parse(u) {
-            Ok(mut p) => {
-                if p.password().is_some() {
-                    let _ = p.set_password(Some("REDACTED"));
-                }
-                p.to_string()
-            }
-            Err(_) => "(unparsable)".into(),
-        });
         f.debug_struct("NginxPlusBuilder")
             .field("name", &self.name)
-            .field("url", &url)
+            .field("url", &self.url.as_deref().map(redacted_url))
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -90,7 +95,8 @@ impl NginxPlusBuilder {
         self
     }
 
-    /// The timeout of each request (default 10 s).
+    /// The timeout of each request (inventory key `timeout`, default
+    /// 10 s).
     pub fn timeout(mut self, d: Duration) -> Self {
         self.timeout = d;
         self
@@ -135,14 +141,20 @@ impl NginxPlusBuilder {
                     .map(|(_, v)| v.into_owned())
                     .unwrap_or_default()
             };
-            Some((decode(base.username()), base.password().map(decode)))
+            let password = base.password().map(|p| Secret::new(decode(p)));
+            Some(
+                BasicAuth::new(decode(base.username()), password)
+                    .map_err(|e| bad(format!("the user in url: {e}")))?,
+            )
         };
         let _ = base.set_username("");
         let _ = base.set_password(None);
-        let client = reqwest::Client::builder()
-            .timeout(self.timeout)
-            .build()
-            .map_err(|e| bad(format!("cannot prepare the HTTP client: {e}")))?;
+        let client = ClientOptions {
+            timeout: Some(self.timeout),
+            ..ClientOptions::default()
+        }
+        .build()
+        .map_err(|e| bad(e.to_string()))?;
         Ok(NginxPlus {
             name,
             base,
@@ -266,8 +278,8 @@ impl NginxPlus {
     ) -> Result<T, NgxError> {
         let url = self.url(segments);
         let mut req = self.client.request(method.clone(), url.clone());
-        if let Some((u, p)) = &self.user {
-            req = req.basic_auth(u, p.as_ref());
+        if let Some(auth) = &self.user {
+            req = auth.apply(req);
         }
         if let Some(b) = &body {
             req = req.json(b);
@@ -555,7 +567,8 @@ mod tests {
         let p = b.build().unwrap();
         let dbg = format!("{p:?}");
         assert!(!dbg.contains("s3cr") && dbg.contains("ops"), "{dbg}");
-        assert_eq!(p.user, Some(("ops".into(), Some("s3cr@t".into()))));
+        let ops = BasicAuth::new("ops", Some(Secret::new("s3cr@t"))).unwrap();
+        assert_eq!(p.user, Some(ops));
         assert_eq!(
             p.url(&["http", "upstreams", "a/b c", "servers", ""])
                 .as_str(),

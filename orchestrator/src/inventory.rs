@@ -4,13 +4,19 @@
 //! that names the file, the line and the key, never a silent default.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use lb_core::Balancer;
 use serde::Deserialize;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use crate::duration::serde_opt;
 use crate::error::{Error, Result};
+use crate::registry;
 
 /// The whole inventory.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -48,138 +54,50 @@ pub struct Defaults {
     pub lock_timeout: Option<Duration>,
 }
 
-/// `[balancers.NAME]`: `kind` and its connection settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum BalancerConfig {
-    /// `kind = "haproxy"`: the runtime API.
-    Haproxy(HaproxyConfig),
-    /// `kind = "apache"`: the balancer-manager.
-    Apache(ApacheConfig),
-    /// `kind = "nginx"`: open-source nginx, by editing the upstream file.
-    Nginx(NginxConfig),
-    /// `kind = "nginx-plus"`: the NGINX Plus REST API.
-    NginxPlus(NginxPlusConfig),
-    /// `kind = "azure-appgw"`: Azure Application Gateway.
-    AzureAppgw(Box<AzureConfig>),
+/// `[balancers.NAME]`: `kind`, and the rest of the table, which belongs to
+/// the driver of that kind.
+///
+/// Each driver crate documents and checks its own keys (its
+/// [`lb_core::Driver::Config`], e.g. [`lb_haproxy::Config`]);
+/// [`Inventory::parse`] has them checked at their lines, and
+/// [`build`](Self::build) hands them to the driver.
+#[derive(Clone, PartialEq, Deserialize)]
+pub struct BalancerConfig {
+    /// The driver, e.g. `"haproxy"`.
+    #[serde(deserialize_with = "registry::known_kind")]
+    pub kind: String,
+    /// Every other key of the table.
+    #[serde(flatten)]
+    pub settings: toml::Table,
+}
+
+impl fmt::Debug for BalancerConfig {
+    /// The kind and the keys; values stay out (a URL may hold a password).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BalancerConfig")
+            .field("kind", &self.kind)
+            .field("keys", &self.settings.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl BalancerConfig {
     /// The `kind` as written in the inventory.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            BalancerConfig::Haproxy(_) => "haproxy",
-            BalancerConfig::Apache(_) => "apache",
-            BalancerConfig::Nginx(_) => "nginx",
-            BalancerConfig::NginxPlus(_) => "nginx-plus",
-            BalancerConfig::AzureAppgw(_) => "azure-appgw",
-        }
+    pub fn kind(&self) -> &str {
+        &self.kind
     }
-}
 
-/// `kind = "haproxy"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HaproxyConfig {
-    /// `/path`, `unix:///path` or `tcp://host:port` of a `level admin` socket.
-    pub socket: String,
-    /// Connect and read timeout.
-    #[serde(default, with = "serde_opt")]
-    pub timeout: Option<Duration>,
-    /// Where to dump `show servers state` after every change.
-    pub state_file: Option<PathBuf>,
-}
-
-/// `kind = "apache"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApacheConfig {
-    /// The balancer-manager URL.
-    pub url: String,
-    /// Basic-auth user.
-    pub username: Option<String>,
-    /// The environment variable holding the password.
-    pub password_env: Option<String>,
-    /// A file holding the password.
-    pub password_file: Option<PathBuf>,
-    /// An extra CA certificate (PEM) to trust.
-    pub ca_file: Option<PathBuf>,
-    /// Connect and read timeout.
-    #[serde(default, with = "serde_opt")]
-    pub timeout: Option<Duration>,
-}
-
-/// `kind = "nginx"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NginxConfig {
-    /// The file holding the upstream blocks (the one lbctl edits).
-    pub upstream_file: PathBuf,
-    /// The main configuration `nginx -t -c` checks.
-    pub conf: PathBuf,
-    /// The master's pid file (reload = SIGHUP to it).
-    pub pid_file: Option<PathBuf>,
-    /// `-p` prefix.
-    pub prefix: Option<PathBuf>,
-    /// The nginx binary.
-    pub nginx_bin: Option<PathBuf>,
-    /// A command that reloads nginx instead of SIGHUP.
-    pub reload_command: Option<String>,
-    /// Without a pid file: how long after a reload a member counts as drained.
-    #[serde(default, with = "serde_opt")]
-    pub grace: Option<Duration>,
-}
-
-/// `kind = "nginx-plus"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NginxPlusConfig {
-    /// The API base, e.g. `http://127.0.0.1:8080/api/9`.
-    pub url: String,
-    /// Connect and read timeout.
-    #[serde(default, with = "serde_opt")]
-    pub timeout: Option<Duration>,
-}
-
-/// `kind = "azure-appgw"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AzureConfig {
-    /// Subscription id.
-    pub subscription: String,
-    /// Resource group.
-    pub resource_group: String,
-    /// Application Gateway name.
-    pub gateway: String,
-    /// `client-secret`, `managed-identity`, `workload-identity`,
-    /// `azure-cli` or `static-token`.
-    pub credential: String,
-    /// ARM endpoint (default `https://management.azure.com`).
-    pub endpoint: Option<String>,
-    /// ARM api-version (default `2025-07-01`).
-    pub api_version: Option<String>,
-    /// Token scope (default: the endpoint + `/.default`).
-    pub scope: Option<String>,
-    /// `client-secret`: tenant id.
-    pub tenant_id: Option<String>,
-    /// `client-secret`, `managed-identity`: client id.
-    pub client_id: Option<String>,
-    /// `client-secret`: the environment variable holding the secret.
-    pub secret_env: Option<String>,
-    /// `client-secret`: a file holding the secret.
-    pub secret_file: Option<PathBuf>,
-    /// `static-token`: the environment variable holding the bearer token.
-    pub token_env: Option<String>,
-    /// The Entra ID sign-in host (sovereign clouds).
-    pub authority_host: Option<String>,
-    /// Extra CA certificates (PEM) to trust.
-    pub ca_file: Option<PathBuf>,
-    /// Per-request timeout.
-    #[serde(default, with = "serde_opt")]
-    pub timeout: Option<Duration>,
-    /// How long one gateway update may take (default 30m).
-    #[serde(default, with = "serde_opt")]
-    pub operation_timeout: Option<Duration>,
+    /// Builds the balancer called `name` through its kind's driver.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the balancer: an unknown kind, a key the
+    /// driver does not know, settings it refuses.
+    pub fn build(&self, name: &str) -> Result<Arc<dyn Balancer>> {
+        registry::find(&self.kind)
+            .map_err(|m| registry::balancer_error(name, &m))?
+            .build(name, self.settings.clone())
+    }
 }
 
 /// `[nodes.NAME]`.
@@ -238,8 +156,10 @@ impl Inventory {
     ///
     /// [`Error::Config`].
     pub fn parse(text: &str) -> Result<Inventory> {
-        let inv: Inventory = toml::from_str(text)
-            .map_err(|e| Error::Config(e.to_string().trim_end().to_string()))?;
+        let doc = DeTable::parse(text).map_err(|e| toml_error(text, e))?;
+        check_balancers(text, &doc)?;
+        let inv = Inventory::deserialize(toml::de::Deserializer::from(doc))
+            .map_err(|e| toml_error(text, e))?;
         inv.check()?;
         Ok(inv)
     }
@@ -284,6 +204,38 @@ impl Inventory {
         }
         Ok(())
     }
+}
+
+/// Has each `[balancers.NAME]` table read by its kind's driver, from the
+/// parsed document, so that an error points at the line of the key.
+fn check_balancers(text: &str, doc: &Spanned<DeTable<'_>>) -> Result<()> {
+    let Some(DeValue::Table(balancers)) = doc.get_ref().get("balancers").map(Spanned::get_ref)
+    else {
+        return Ok(());
+    };
+    for (name, table) in balancers {
+        let name = name.get_ref();
+        let at = |e| registry::balancer_error(name, &toml_message(text, e));
+        let mut table = table.clone();
+        let cfg =
+            BalancerConfig::deserialize(ValueDeserializer::from(table.clone())).map_err(at)?;
+        let driver = registry::find(cfg.kind()).map_err(|m| registry::balancer_error(name, &m))?;
+        if let DeValue::Table(t) = table.get_mut() {
+            t.remove("kind");
+        }
+        driver.check(ValueDeserializer::from(table)).map_err(at)?;
+    }
+    Ok(())
+}
+
+/// A TOML error, with the line and the text it points at.
+fn toml_error(text: &str, e: toml::de::Error) -> Error {
+    Error::Config(toml_message(text, e))
+}
+
+fn toml_message(text: &str, mut e: toml::de::Error) -> String {
+    e.set_input(Some(text));
+    e.to_string().trim_end().to_string()
 }
 
 /// Parses `"pool/member"` into a validated reference.
@@ -341,6 +293,7 @@ resource_group = "rg1"
 gateway = "appgw"
 credential = "static-token"
 token_env = "LBCTL_AZURE_TOKEN"
+poll_interval_cap = "15s"
 
 [nodes.node1]
 address = "10.0.0.1:8080"
@@ -360,6 +313,45 @@ address = "10.0.0.2:8080"
         assert_eq!(
             kinds,
             ["azure-appgw", "haproxy", "nginx", "nginx-plus", "apache"]
+        );
+        // Every key reaches its driver's settings.
+        fn settings<C: serde::de::DeserializeOwned>(inv: &Inventory, name: &str) -> C {
+            inv.balancers[name].settings.clone().try_into().unwrap()
+        }
+        let edge: lb_haproxy::Config = settings(&inv, "edge");
+        assert_eq!(edge.socket, "/run/haproxy/admin.sock");
+        let web: lb_apache::Config = settings(&inv, "web");
+        assert_eq!(web.url, "http://127.0.0.1/balancer-manager");
+        assert_eq!(web.username.as_deref(), Some("ops"));
+        assert_eq!(web.password_env.as_deref(), Some("LBCTL_WEB_PASSWORD"));
+        let front: lb_nginx::NginxConfig = settings(&inv, "front");
+        assert_eq!(
+            front.upstream_file,
+            Path::new("/etc/nginx/conf.d/app-upstream.conf")
+        );
+        assert_eq!(
+            front.conf.as_deref(),
+            Some(Path::new("/etc/nginx/nginx.conf"))
+        );
+        assert_eq!(front.pid_file.as_deref(), Some(Path::new("/run/nginx.pid")));
+        let plus: lb_nginx::NginxPlusConfig = settings(&inv, "plus");
+        assert_eq!(plus.url, "http://127.0.0.1:8080/api/9");
+        let agw: lb_azure::Config = settings(&inv, "agw");
+        assert_eq!(
+            (agw.subscription.as_str(), agw.resource_group.as_str()),
+            ("sub", "rg1")
+        );
+        assert_eq!(
+            (agw.gateway.as_str(), agw.credential.as_str()),
+            ("appgw", "static-token")
+        );
+        assert_eq!(agw.token_env.as_deref(), Some("LBCTL_AZURE_TOKEN"));
+        assert_eq!(agw.poll_interval_cap, Some(Duration::from_secs(15)));
+        assert!(!inv.balancers["web"].settings.contains_key("kind"));
+        let shown = format!("{:?}", inv.balancers["web"]);
+        assert!(
+            shown.contains("password_env") && !shown.contains("LBCTL_WEB_PASSWORD"),
+            "{shown}"
         );
         let n1 = &inv.nodes["node1"];
         assert_eq!(

@@ -1,6 +1,5 @@
 #![doc = include_str!("../README.md")]
 
-mod drivers;
 mod duration;
 pub mod engine;
 mod error;
@@ -9,6 +8,7 @@ pub mod inventory;
 pub use engine::journal;
 pub mod plan;
 pub mod rebalance;
+mod registry;
 pub mod report;
 pub mod rolling;
 mod wait;
@@ -48,8 +48,7 @@ impl Fleet {
         };
         let mut b = Fleet::builder().settings(settings);
         for (name, cfg) in &inv.balancers {
-            let lb = drivers::build(name, cfg)?;
-            b = b.balancer(cfg.kind(), lb);
+            b = b.balancer(cfg.kind(), cfg.build(name)?);
         }
         for (name, n) in &inv.nodes {
             let mut node = Node::new(name, &n.address);

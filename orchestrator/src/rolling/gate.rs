@@ -258,7 +258,7 @@ pub(crate) fn planned(gate: &Gate, vars: &Vars, zdu_node_id: Option<&str>) -> Ga
 }
 
 pub(crate) fn http_client() -> Result<reqwest::Client> {
-    reqwest::Client::builder()
+    lb_http::ClientOptions::default()
         .build()
         .map_err(|e| Error::Config(format!("cannot build an HTTP client: {e}")))
 }

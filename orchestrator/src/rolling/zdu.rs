@@ -164,7 +164,7 @@ impl From<Error> for Halt {
 pub(crate) struct Zdu {
     cfg: ZduConfig,
     client: reqwest::Client,
-    password: Option<String>,
+    auth: Option<lb_http::BasicAuth>,
 }
 
 impl fmt::Debug for Zdu {
@@ -182,24 +182,32 @@ impl Zdu {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when the variable is unset.
+    /// [`Error::Config`] when the variable is unset or empty, or the
+    /// user name cannot be sent.
     pub fn new(cfg: &ZduConfig) -> Result<Zdu> {
-        let password = match &cfg.password_env {
-            Some(var) => Some(std::env::var(var).map_err(|_| {
-                Error::Config(format!(
-                    "[zdu]: the environment variable {var} (password_env) is not set"
-                ))
-            })?),
-            None => None,
-        };
-        let client = reqwest::Client::builder()
-            .timeout(cfg.request_timeout)
-            .build()
-            .map_err(|e| Error::Config(format!("[zdu]: cannot build an HTTP client: {e}")))?;
+        let config = |e: lb_http::Error| Error::Config(format!("[zdu]: {e}"));
+        let password = cfg
+            .password_env
+            .clone()
+            .map(|v| lb_http::SecretSource::Env(v).read("password"))
+            .transpose()
+            .map_err(config)?;
+        let auth = cfg
+            .username
+            .as_ref()
+            .map(|u| lb_http::BasicAuth::new(u, password))
+            .transpose()
+            .map_err(config)?;
+        let client = lb_http::ClientOptions {
+            timeout: Some(cfg.request_timeout),
+            ..Default::default()
+        }
+        .build()
+        .map_err(|e| Error::Config(format!("[zdu]: cannot build an HTTP client: {e}")))?;
         Ok(Zdu {
             cfg: cfg.clone(),
             client,
-            password,
+            auth,
         })
     }
 
@@ -230,8 +238,8 @@ impl Zdu {
             self.client.get(url)
         };
         req = req.header("Accept", "application/json");
-        if let Some(u) = &self.cfg.username {
-            req = req.basic_auth(u, self.password.as_deref());
+        if let Some(a) = &self.auth {
+            req = a.apply(req);
         }
         let resp = req
             .send()
