@@ -11,10 +11,11 @@ use clap::builder::{PathBufValueParser, TypedValueParser};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use orchestrator::{
-    DrainOptions, Error, Fleet, Inventory, Plan, Progress, RebalanceOptions, Rolling, RollingError,
-    RollingOptions, RollingReport, Strategy, UndrainOptions, parse_duration,
+    DrainOptions, Error, Fleet, Inventory, Plan, Progress, RebalanceOptions, Rolling,
+    RollingOptions, Strategy, UndrainOptions, parse_duration,
 };
 
+use crate::error::CliError;
 use crate::progress::{ProgressLine, RollingDisplay};
 use crate::render::{self, Output};
 
@@ -260,44 +261,6 @@ impl TypedValueParser for PathArg {
 fn given(path: Option<&PathBuf>) -> Option<&Path> {
     path.map(PathBuf::as_path)
         .filter(|p| !p.as_os_str().is_empty())
-}
-
-/// Why a command failed: the library's error, or a rolling run's (which
-/// may carry the report of a run that stopped part way).
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    /// Any command but `rolling`.
-    #[error(transparent)]
-    Lib(#[from] Error),
-    /// `rolling`.
-    #[error(transparent)]
-    Rolling(#[from] RollingError),
-}
-
-impl CliError {
-    /// The exit code lbctl ends with.
-    pub fn exit_code(&self) -> orchestrator::ExitCode {
-        match self {
-            CliError::Lib(e) => e.exit_code(),
-            CliError::Rolling(e) => e.exit_code(),
-        }
-    }
-
-    /// A stable name for the kind, as in `{"error":{"kind":…}}`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            CliError::Lib(e) => e.kind(),
-            CliError::Rolling(e) => e.kind(),
-        }
-    }
-
-    /// The report of a rolling run that stopped part way.
-    pub fn report(&self) -> Option<&RollingReport> {
-        match self {
-            CliError::Lib(_) => None,
-            CliError::Rolling(e) => e.report(),
-        }
-    }
 }
 
 /// Parses, runs, renders, and maps the outcome to an exit code.

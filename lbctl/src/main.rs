@@ -1,6 +1,7 @@
 //! `lbctl`: take nodes out of load-balancer rotation and put them back.
 
 mod cli;
+mod error;
 mod progress;
 mod render;
 

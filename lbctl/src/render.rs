@@ -2,7 +2,7 @@
 //! everything else a person reads in text mode goes to stdout, warnings
 //! and errors to stderr.
 
-use crate::cli::CliError;
+use crate::error::CliError;
 use orchestrator::report::{ChangeReport, MemberChange, MemberStatus, RecoverReport, StatusReport};
 use orchestrator::rolling::{RollingReport, RunResult, StepReport, StepResult};
 use serde::Serialize;

@@ -1,7 +1,7 @@
 //! How a rolling run fails: with the crate's [`Error`] before any step
 //! ran, or stopped part way with the report of what ran.
 
-use super::{RollingReport, RunResult};
+use super::report::{RollingReport, RunResult};
 use crate::error::{Error, ExitCode};
 
 /// Why [`Rolling::run`](super::Rolling::run) returned no finished run.

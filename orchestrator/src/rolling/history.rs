@@ -14,9 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::RollingOptions;
 use super::report::RunResult;
-use super::steps::Step;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
+use crate::journal::Step;
 use crate::journal::{EndStatus, Event, Journal, Record, Run, Value, What};
 use crate::plan::Plan;
 

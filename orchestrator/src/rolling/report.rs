@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
-use super::GateReport;
-use super::steps::Step;
+use super::gate::GateReport;
+use crate::journal::Step;
 use crate::rebalance::RebalanceReport;
 
 /// How a step ended.

@@ -15,13 +15,14 @@ use tokio::time::Instant;
 
 mod batch;
 
+use super::error::RollingError;
 use super::gate;
 use super::history::{History, RunLog, Status, check_no_rebalance_left};
 use super::hooks::{self, HookLog};
 use super::report::{Failure, RollingReport, RunResult, StepReport, StepResult, Timing};
 use super::steps::{Action, Item, NodeSteps, Step, Unit, is_hook, vars};
 use super::zdu::{Halt, Zdu};
-use super::{ProgressEvent, Rolling, RollingError, rebalance};
+use super::{ProgressEvent, Rolling, rebalance};
 use crate::fleet::Fleet;
 use crate::journal::now_rfc3339;
 use crate::plan::{Gate, Group, Hook};
