@@ -11,8 +11,8 @@ use clap::builder::{PathBufValueParser, TypedValueParser};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use orchestrator::{
-    DrainOptions, Error, Fleet, Inventory, Plan, Progress, RebalanceOptions, Rolling,
-    RollingOptions, Strategy, UndrainOptions, parse_duration,
+    DrainOptions, Error, Fleet, HistoryFilter, Inventory, Plan, Progress, RebalanceOptions,
+    Rolling, RollingOptions, Strategy, UndrainOptions, parse_duration,
 };
 
 use crate::error::CliError;
@@ -24,8 +24,9 @@ use crate::render::{self, Output};
 /// Application Gateway).
 ///
 /// Exit codes: 0 done; 1 failed; 2 bad usage, bad configuration or unknown
-/// node; 3 timed out waiting; 4 refused by a safety guard (nothing
-/// changed); 5 partially applied, then rolled back.
+/// node; 3 timed out waiting; 4 refused by a safety guard or by another
+/// run's claim on a node (nothing changed); 5 partially applied, then
+/// rolled back.
 #[derive(Debug, Parser)]
 #[command(
     name = "lbctl",
@@ -58,10 +59,15 @@ pub struct Args {
     /// `json` prints exactly one JSON document on stdout
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     output: Format,
-    /// How long to wait for another lbctl's lock [default: the inventory's
+    /// How long to wait for another lbctl's claim on a node (or the state
+    /// directory's lock); 0: do not wait [default: the inventory's
     /// lock_timeout, else 1m]
     #[arg(long, global = true, value_name = "DURATION", value_parser = duration)]
     lock_timeout: Option<Duration>,
+    /// Why: kept with the run in the journal and with its claims, shown by
+    /// `history` and to anyone the run makes wait
+    #[arg(long, global = true, value_name = "TEXT", env = "LBCTL_REASON")]
+    reason: Option<String>,
     /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -198,6 +204,16 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// List runs from the journal: when, who (user@host), command, reason,
+    /// result and the members each changed
+    History {
+        /// Only runs that changed this node or name it
+        #[arg(long, value_name = "NODE")]
+        node: Option<String>,
+        /// Only runs started this long ago or less (e.g. 24h)
+        #[arg(long, value_parser = duration, value_name = "DURATION")]
+        since: Option<Duration>,
+    },
     /// Print a shell completion script
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -317,6 +333,9 @@ fn fleet_with(args: &Args, progress: Option<Arc<dyn Progress>>) -> Result<Fleet,
     let mut b = Fleet::from_inventory(&inv, Some(&state_dir))?;
     if let Some(t) = args.lock_timeout {
         b = b.lock_timeout(t);
+    }
+    if let Some(r) = &args.reason {
+        b = b.reason(r);
     }
     if let Some(p) = progress {
         b = b.progress(p);
@@ -464,6 +483,15 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
         Command::Recover { dry_run } => {
             let report = fleet(&args, &out)?.recover(*dry_run).await?;
             render::recover(&out, &report);
+            Ok(())
+        }
+        Command::History { node, since } => {
+            let filter = HistoryFilter {
+                node: node.clone(),
+                since: *since,
+            };
+            let report = fleet(&args, &out)?.history(&filter)?;
+            render::history(&out, &report);
             Ok(())
         }
     }

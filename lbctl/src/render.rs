@@ -3,7 +3,9 @@
 //! and errors to stderr.
 
 use crate::error::CliError;
-use orchestrator::report::{ChangeReport, MemberChange, MemberStatus, RecoverReport, StatusReport};
+use orchestrator::report::{
+    ChangeReport, HistoryReport, MemberChange, MemberStatus, RecoverReport, StatusReport,
+};
 use orchestrator::rolling::{RollingReport, RunResult, StepReport, StepResult};
 use serde::Serialize;
 
@@ -138,6 +140,12 @@ pub fn recover(out: &Output, r: &RecoverReport) {
     }
     if out.quiet {
         return;
+    }
+    if r.skipped_lines > 0 {
+        println!(
+            "{} unreadable journal line(s) skipped (torn or not UTF-8); every other line was read",
+            r.skipped_lines
+        );
     }
     if r.recovered.is_empty() {
         println!("nothing to recover: no interrupted run left a member changed");
@@ -371,4 +379,50 @@ pub fn rolling(out: &Output, r: &RollingReport) {
         plan_steps(&|s| s.group.as_deref() == Some(g));
     }
     plan_steps(&|s| s.group.is_none() && s.step != orchestrator::rolling::Step::ZduStart);
+}
+
+pub fn history(out: &Output, r: &HistoryReport) {
+    if out.json {
+        return json(r);
+    }
+    if out.quiet {
+        return;
+    }
+    if r.skipped_lines > 0 {
+        println!(
+            "{} unreadable journal line(s) skipped (torn or not UTF-8)",
+            r.skipped_lines
+        );
+    }
+    if r.runs.is_empty() {
+        println!("no run in the journal matches");
+        return;
+    }
+    for run in &r.runs {
+        let result = serde_json::to_value(run.result)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        println!(
+            "{}  {}  {}  {}{}",
+            run.started,
+            run.who,
+            run.command,
+            result,
+            run.reason
+                .as_ref()
+                .map_or(String::new(), |r| format!("  reason: {r}"))
+        );
+        for c in &run.changes {
+            let res = c
+                .result
+                .and_then(|o| serde_json::to_value(o).ok())
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "no outcome".into());
+            println!(
+                "    {} {}/{} {} {} -> {} ({res})",
+                c.balancer, c.pool, c.member, c.what, c.from, c.to
+            );
+        }
+    }
 }

@@ -25,6 +25,10 @@ pub enum Error {
     /// A safety guard refused; nothing was changed (exit 4).
     #[error("refused by the guard, nothing changed: {0}")]
     Guard(String),
+    /// Another run holds a claim on a node this command changes, and did
+    /// not release it within the lock timeout; nothing changed (exit 4).
+    #[error("{0}")]
+    Claimed(String),
     /// A wait ran out of time (exit 3). What was changed stays changed, and
     /// the message says so.
     #[error("{0}")]
@@ -79,7 +83,7 @@ impl Error {
         match self {
             Error::Config(_) | Error::UnknownNode { .. } | Error::Usage(_) => ExitCode::Usage,
             Error::Balancer(lb_core::Error::InvalidInput { .. }) => ExitCode::Usage,
-            Error::Guard(_) => ExitCode::Guard,
+            Error::Guard(_) | Error::Claimed(_) => ExitCode::Guard,
             Error::Timeout(_) => ExitCode::Timeout,
             Error::RolledBack { .. } => ExitCode::RolledBack,
             _ => ExitCode::Failed,
@@ -93,6 +97,7 @@ impl Error {
             Error::UnknownNode { .. } => "unknown_node",
             Error::Usage(_) => "usage",
             Error::Guard(_) => "guard",
+            Error::Claimed(_) => "claimed",
             Error::Timeout(_) => "timeout",
             Error::RolledBack { .. } => "rolled_back",
             Error::Balancer(e) => e.kind(),

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use lb_core::{AdminState, Health};
 
-use crate::engine::journal::What;
+use crate::engine::journal::{EndStatus, Outcome, Value, What};
 
 /// One member of one node on one balancer, as `status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -135,7 +135,94 @@ pub struct RecoverReport {
     /// Unfinished runs left alone because their process still runs.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub running: Vec<String>,
+    /// Journal lines that could not be read (torn, not UTF-8, not a
+    /// record) and were skipped.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub skipped_lines: usize,
     /// True when nothing was changed because of `--dry-run`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// How a run in `history` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunResult {
+    /// Its own `end` record says how.
+    Ended(EndStatus),
+    /// No end, but `recover` put back what it left.
+    Recovered,
+    /// No end, and its process still runs on this machine.
+    Running,
+    /// No end, and its process is gone: `recover` puts back what it left.
+    Interrupted,
+}
+
+impl Serialize for RunResult {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            RunResult::Ended(e) => e.as_str(),
+            RunResult::Recovered => "recovered",
+            RunResult::Running => "running",
+            RunResult::Interrupted => "interrupted",
+        })
+    }
+}
+
+/// One change a run made (or meant to make).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// The node it served (null for none).
+    pub node: Option<String>,
+    /// The balancer.
+    pub balancer: String,
+    /// The pool.
+    pub pool: String,
+    /// The member.
+    pub member: String,
+    /// `state` or `weight`.
+    pub what: What,
+    /// The value before.
+    pub from: Value,
+    /// The value set.
+    pub to: Value,
+    /// `applied`, `unchanged` or `failed` (null: the run never said).
+    pub result: Option<Outcome>,
+}
+
+/// One run in `history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunSummary {
+    /// Its journal id.
+    pub run: String,
+    /// When it began (RFC 3339).
+    pub started: String,
+    /// When it ended, if it did.
+    pub ended: Option<String>,
+    /// `user@host`.
+    pub who: String,
+    /// Its process.
+    pub pid: u32,
+    /// The command, e.g. `drain node2`.
+    pub command: String,
+    /// Why, as the operator said it (`--reason`).
+    pub reason: Option<String>,
+    /// How it ended: an `end` status, or `recovered`, `running`,
+    /// `interrupted`.
+    pub result: RunResult,
+    /// What it changed, in order.
+    pub changes: Vec<Change>,
+}
+
+/// `lbctl history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HistoryReport {
+    /// The runs, oldest first.
+    pub runs: Vec<RunSummary>,
+    /// Journal lines that could not be read and were skipped.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub skipped_lines: usize,
 }

@@ -441,3 +441,56 @@ async fn recover_puts_back_what_an_interrupted_run_left() {
     let again = f.recover(false).await.unwrap();
     assert!(again.recovered.is_empty(), "{again:?}");
 }
+
+#[tokio::test]
+async fn the_guard_counts_a_node_another_run_claims_as_out_before_its_balancers_show_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let edge = lb("edge");
+    let build = || {
+        let mut b = Fleet::builder()
+            .settings(Settings {
+                min_active: 2,
+                lock_timeout: Duration::ZERO,
+                ..settings()
+            })
+            .state_dir(dir.path())
+            .balancer("memory", edge.clone() as Arc<dyn Balancer>);
+        for i in 1..=3 {
+            b = b.node(Node::new(&format!("node{i}"), &format!("10.0.0.{i}:8080")));
+        }
+        b.build().unwrap()
+    };
+    let (a, b) = (build(), build());
+    // Run A claims node2 and has not changed anything yet.
+    let claim = a
+        .engine()
+        .claim(&["node2".to_string()], "run-a", "drain node2")
+        .await
+        .unwrap();
+    assert_eq!(admin(&edge, "app", "node2"), AdminState::Ready);
+    let e = b
+        .drain(&n("node1"), &DrainOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit_code(), ExitCode::Guard, "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("would keep 1")
+            && msg.contains("node2 counted out: node2 claimed by run run-a"),
+        "{msg}"
+    );
+    let e = b
+        .drain(&n("node2"), &DrainOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit_code(), ExitCode::Guard, "{e}");
+    assert!(
+        e.to_string().contains("node2 is claimed by run run-a"),
+        "{e}"
+    );
+    assert_eq!(edge.writes(), 0, "nothing changed");
+    drop(claim);
+    b.drain(&n("node1"), &DrainOptions::default())
+        .await
+        .unwrap();
+}

@@ -947,3 +947,52 @@ async fn stopped_during_the_rebalance_the_step_is_interrupted_and_resume_runs_it
         assert_eq!(admin(&edge, n), AdminState::Ready);
     }
 }
+
+#[tokio::test]
+async fn a_node_stays_claimed_through_its_hooks_so_another_lbctl_waits() {
+    let t = T::new();
+    let edge = lb();
+    let state = t.dir.path().join("state");
+    let f = fleet(&edge, &state);
+    let plan = t.plan(
+        r#"
+[[group]]
+name = "app"
+nodes = ["node1"]
+[group.hooks]
+upgrade = "touch DIR/upgrading; sleep 1"
+"#,
+    );
+    // Another lbctl (its own fleet on the same state directory) while
+    // node1 is upgraded: node1 is out of rotation but claimed.
+    let other = Fleet::builder()
+        .settings(Settings {
+            lock_timeout: Duration::ZERO,
+            ..*f.settings()
+        })
+        .state_dir(&state)
+        .balancer("memory", edge.clone() as Arc<dyn Balancer>)
+        .node(Node::new("node1", "10.0.0.1:8080"))
+        .build()
+        .unwrap();
+    let meanwhile = async {
+        while !t.dir.path().join("upgrading").exists() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let e = other
+            .undrain(&["node1"], &orchestrator::UndrainOptions::default())
+            .await
+            .unwrap_err();
+        (e, admin(&edge, "node1"))
+    };
+    let rolling = Rolling::new(&f, &plan);
+    let (run, (e, during)) = tokio::join!(rolling.run(), meanwhile);
+    assert_eq!(e.exit_code(), ExitCode::Guard, "{e}");
+    assert!(
+        e.to_string().contains("node1 is claimed by") && e.to_string().contains("rolling --plan"),
+        "{e}"
+    );
+    assert_eq!(during, AdminState::Maint, "node1 was out, being upgraded");
+    assert_eq!(run.unwrap().result, RunResult::Ok);
+    assert_eq!(admin(&edge, "node1"), AdminState::Ready);
+}

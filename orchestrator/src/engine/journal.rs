@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read as _, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +19,41 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 
 pub use super::records::*;
+
+/// What [`Journal::read`] found.
+#[derive(Debug, Clone, Default)]
+pub struct Read {
+    /// Every record that could be read, in order.
+    pub records: Vec<Record>,
+    /// Lines that could not be read, and were skipped.
+    pub skipped: usize,
+}
+
+/// Ends a torn last line (a crash or a full disk mid-write) with a newline,
+/// so that the next record starts a line of its own and stays readable.
+fn repair(path: &Path, mut file: &File) -> Result<()> {
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if len == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8];
+    let torn = File::open(path)
+        .and_then(|mut f| {
+            f.seek(SeekFrom::End(-1))?;
+            f.read_exact(&mut last)
+        })
+        .map(|()| last[0] != b'\n')
+        .unwrap_or(false);
+    if torn {
+        tracing::warn!(
+            "journal {}: ends in a torn line; starting a new one",
+            path.display()
+        );
+        file.write_all(b"\n")
+            .map_err(|e| Error::State(format!("cannot repair journal {}: {e}", path.display())))?;
+    }
+    Ok(())
+}
 
 /// The state directory: `journal.jsonl` and `lock`.
 #[derive(Debug)]
@@ -59,6 +94,7 @@ impl Journal {
             .append(true)
             .open(&path)
             .map_err(|e| Error::State(format!("cannot open journal {}: {e}", path.display())))?;
+        repair(&path, &file)?;
         Ok(Journal {
             dir: dir.to_owned(),
             file: Mutex::new(file),
@@ -100,24 +136,52 @@ impl Journal {
             })
     }
 
-    /// Every record, in order. Lines that do not parse (a torn last line
-    /// after a crash) are skipped.
+    /// Every record, in order; lines that cannot be read are skipped
+    /// ([`read`](Self::read) counts them).
     ///
     /// # Errors
     ///
     /// [`Error::State`].
     pub fn records(&self) -> Result<Vec<Record>> {
-        let f = File::open(self.path()).map_err(|e| {
+        Ok(self.read()?.records)
+    }
+
+    /// Every record, in order, and how many lines could not be read: a
+    /// torn line (a crash or a full disk mid-write), bytes that are not
+    /// UTF-8, or JSON that is not a record. Each is skipped, alone: the
+    /// lines after it are read.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::State`].
+    pub fn read(&self) -> Result<Read> {
+        let bytes = fs::read(self.path()).map_err(|e| {
             Error::State(format!(
                 "cannot read journal {}: {e}",
                 self.path().display()
             ))
         })?;
-        Ok(BufReader::new(f)
-            .lines()
-            .map_while(|l| l.ok())
-            .filter_map(|l| serde_json::from_str(&l).ok())
-            .collect())
+        let mut out = Read::default();
+        for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            match std::str::from_utf8(line)
+                .map_err(|e| e.to_string())
+                .and_then(|l| serde_json::from_str::<Record>(l).map_err(|e| e.to_string()))
+            {
+                Ok(r) => out.records.push(r),
+                Err(e) => {
+                    tracing::warn!(
+                        "journal {} line {}: skipped, unreadable: {e}",
+                        self.path().display(),
+                        i + 1
+                    );
+                    out.skipped += 1;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Takes the advisory lock, waiting up to `timeout` for another lbctl
@@ -195,28 +259,36 @@ impl<'a> Run<'a> {
     ///
     /// [`Error::State`].
     pub fn start(journal: &'a Journal, command: &str) -> Result<Run<'a>> {
-        static COUNT: AtomicU64 = AtomicU64::new(0);
-        let id = format!(
-            "{}-{}-{}",
-            time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000,
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::SeqCst)
-        );
+        Run::start_as(journal, &new_run_id(), command, None)
+    }
+
+    /// Starts run `id` (from [`new_run_id`]) of `command`, with the
+    /// operator's `reason`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::State`].
+    pub fn start_as(
+        journal: &'a Journal,
+        id: &str,
+        command: &str,
+        reason: Option<&str>,
+    ) -> Result<Run<'a>> {
+        let me = Identity::here();
         journal.append(
-            &id,
+            id,
             Event::Start {
-                pid: std::process::id(),
-                host: hostname(),
-                user: std::env::var("USER")
-                    .or_else(|_| std::env::var("LOGNAME"))
-                    .unwrap_or_else(|_| format!("uid {}", nix_uid())),
+                pid: me.pid,
+                host: me.host,
+                user: me.user,
                 command: command.into(),
+                reason: reason.map(str::to_owned),
             },
             false,
         )?;
         Ok(Run {
             journal,
-            id,
+            id: id.to_owned(),
             seq: AtomicU64::new(1),
         })
     }
@@ -322,6 +394,41 @@ impl<'a> Run<'a> {
                 self.journal.path().display()
             ))
         })
+    }
+}
+
+/// A fresh run id: milliseconds since the epoch, the pid, a counter.
+pub fn new_run_id() -> String {
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}-{}",
+        time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000,
+        std::process::id(),
+        COUNT.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Who runs this process, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The user (`$USER`, `$LOGNAME`, else `uid N`).
+    pub user: String,
+    /// The machine.
+    pub host: String,
+    /// The process.
+    pub pid: u32,
+}
+
+impl Identity {
+    /// This process's.
+    pub fn here() -> Identity {
+        Identity {
+            user: std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .unwrap_or_else(|_| format!("uid {}", nix_uid())),
+            host: hostname(),
+            pid: std::process::id(),
+        }
     }
 }
 

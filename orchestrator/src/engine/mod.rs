@@ -4,6 +4,7 @@
 //! `recover`, `rebalance` and rolling upgrades all change balancers
 //! through it; nothing else calls `set_state` or `set_weight`.
 
+mod claims;
 pub mod journal;
 mod records;
 mod txn;
@@ -15,8 +16,10 @@ use futures::future::join_all;
 use lb_core::{Balancer, Member};
 
 use crate::error::{Error, Result};
-use journal::{Journal, LockGuard};
+use claims::Claims;
+use journal::{Identity, Journal, LockGuard, new_run_id, now_rfc3339};
 
+pub use claims::{ClaimSet, Holder};
 pub use txn::{Transaction, Write};
 
 /// One balancer of the fleet: its inventory name, its kind and its driver.
@@ -40,7 +43,9 @@ pub type Snapshot = Vec<Vec<Member>>;
 pub struct Engine {
     balancers: Vec<FleetBalancer>,
     journal: Option<Journal>,
+    claims: Option<Claims>,
     lock_timeout: Duration,
+    reason: Option<String>,
 }
 
 impl Engine {
@@ -51,11 +56,26 @@ impl Engine {
         journal: Option<Journal>,
         lock_timeout: Duration,
     ) -> Engine {
+        let claims = journal.as_ref().map(Claims::new);
         Engine {
             balancers,
             journal,
+            claims,
             lock_timeout,
+            reason: None,
         }
+    }
+
+    /// Records `reason` (the operator's `--reason`) with every run and
+    /// claim.
+    pub fn with_reason(mut self, reason: Option<String>) -> Engine {
+        self.reason = reason.filter(|r| !r.trim().is_empty());
+        self
+    }
+
+    /// The operator's reason, if given.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
     }
 
     /// The balancers.
@@ -106,6 +126,75 @@ impl Engine {
     ///
     /// [`Error::State`] when the journal cannot be written.
     pub fn begin(&self, command: &str) -> Result<Transaction<'_>> {
-        Transaction::begin(self, command)
+        Transaction::begin(self, &new_run_id(), command)
+    }
+
+    /// Begins the transaction of run `id` (the id its claims were taken
+    /// for).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::State`] when the journal cannot be written.
+    pub fn begin_as(&self, id: &str, command: &str) -> Result<Transaction<'_>> {
+        Transaction::begin(self, id, command)
+    }
+
+    /// Claims `keys` (node names, or `member:BALANCER/POOL/MEMBER`) for run
+    /// `run` of `command`, for as long as the returned set lives. Keys this
+    /// process holds already are shared. Another run's claim is waited for
+    /// up to the lock timeout (0: not at all). Without a state directory
+    /// there is nobody to share claims with, and nothing is claimed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Claimed`] (exit 4) naming the key and its holder;
+    /// [`Error::State`] when the state directory fails.
+    pub async fn claim(&self, keys: &[String], run: &str, command: &str) -> Result<ClaimSet> {
+        let Some(claims) = &self.claims else {
+            return Ok(ClaimSet::default());
+        };
+        let me = Identity::here();
+        let holder = Holder {
+            run: run.to_owned(),
+            command: command.to_owned(),
+            user: me.user,
+            host: me.host,
+            pid: me.pid,
+            since: now_rfc3339(),
+            reason: self.reason.clone(),
+        };
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.lock_timeout;
+        loop {
+            let taken = {
+                let _lock = self.lock().await?;
+                claims.try_claim(keys, &holder)?
+            };
+            match taken {
+                Ok(set) => return Ok(set),
+                Err((key, who)) if tokio::time::Instant::now() >= deadline => {
+                    return Err(Error::Claimed(format!(
+                        "{key} is claimed by {}; waited {} (--lock-timeout) and changed nothing; \
+                         try again once it is done, or raise --lock-timeout",
+                        who.map_or("another lbctl".into(), |h| h.to_string()),
+                        crate::duration::format_duration(self.lock_timeout),
+                    )));
+                }
+                Err(_) => tokio::time::sleep(claims::RETRY).await,
+            }
+        }
+    }
+
+    /// The claims other runs hold now: call it under [`lock`](Self::lock),
+    /// so that none is taken or given up meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::State`].
+    pub fn others(&self) -> Result<Vec<(String, Holder)>> {
+        match &self.claims {
+            Some(c) => c.others(),
+            None => Ok(Vec::new()),
+        }
     }
 }

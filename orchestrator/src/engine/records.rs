@@ -31,6 +31,9 @@ pub enum Event {
         user: String,
         /// The command, e.g. `drain node2`.
         command: String,
+        /// Why, as the operator said it (`--reason`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// A change is about to be made.
     Intent {

@@ -50,10 +50,10 @@ pub struct Transaction<'e> {
 }
 
 impl<'e> Transaction<'e> {
-    pub(super) fn begin(engine: &'e Engine, command: &str) -> Result<Transaction<'e>> {
+    pub(super) fn begin(engine: &'e Engine, id: &str, command: &str) -> Result<Transaction<'e>> {
         let run = engine
             .journal()
-            .map(|j| Run::start(j, command))
+            .map(|j| Run::start_as(j, id, command, engine.reason()))
             .transpose()?;
         Ok(Transaction {
             engine,

@@ -7,6 +7,7 @@ use lb_core::{AdminState, Health, Member};
 
 use super::{Fleet, Target};
 use crate::engine::Snapshot;
+use crate::error::Result;
 
 /// A pool the guard refuses to thin out further.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +22,20 @@ pub struct Refusal {
     pub min_active: usize,
     /// Every other member of the pool, with its admin state and health.
     pub others: Vec<(String, AdminState, Health)>,
+    /// Members counted out because another run claims their node, and by
+    /// whom.
+    pub claimed: Vec<(String, String)>,
+}
+
+/// A member counted out of rotation because another run claims it (or
+/// its node), though its balancer may not show it yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClaimedOut {
+    pub(crate) bal: usize,
+    pub(crate) pool: String,
+    pub(crate) member: String,
+    /// `node2 (claimed by run R …)`.
+    pub(crate) by: String,
 }
 
 impl fmt::Display for Refusal {
@@ -38,6 +53,9 @@ impl fmt::Display for Refusal {
                 .collect();
             write!(f, " ({})", others.join(", "))?;
         }
+        for (m, by) in &self.claimed {
+            write!(f, "; {m} counted out: {by}")?;
+        }
         Ok(())
     }
 }
@@ -45,7 +63,19 @@ impl fmt::Display for Refusal {
 impl Fleet {
     /// The guard: for every pool a target is in, the members that stay
     /// ready and not down must number at least `min_active`.
-    pub(crate) fn guard(&self, targets: &[Target], snap: &Snapshot) -> Vec<Refusal> {
+    ///
+    /// Members of nodes other runs claim (`claimed`) count as out of
+    /// rotation, whatever their balancer shows yet.
+    pub(crate) fn guard(
+        &self,
+        targets: &[Target],
+        snap: &Snapshot,
+        claimed: &[ClaimedOut],
+    ) -> Vec<Refusal> {
+        let out: BTreeSet<(usize, &str, &str)> = claimed
+            .iter()
+            .map(|c| (c.bal, c.pool.as_str(), c.member.as_str()))
+            .collect();
         let leaving: BTreeSet<(usize, &str, &str)> = targets
             .iter()
             .map(|t| (t.bal, t.member.pool.as_str(), t.member.name.as_str()))
@@ -53,9 +83,13 @@ impl Fleet {
         let pools: BTreeSet<(usize, &str)> = leaving.iter().map(|(b, p, _)| (*b, *p)).collect();
         let mut refusals = Vec::new();
         for (b, pool) in pools {
+            let gone = |m: &Member| {
+                let k = (b, pool, m.name.as_str());
+                leaving.contains(&k) || out.contains(&k)
+            };
             let others: Vec<&Member> = snap[b]
                 .iter()
-                .filter(|m| m.pool == pool && !leaving.contains(&(b, pool, m.name.as_str())))
+                .filter(|m| m.pool == pool && !gone(m))
                 .collect();
             let staying = others
                 .iter()
@@ -71,9 +105,56 @@ impl Fleet {
                         .iter()
                         .map(|m| (m.name.clone(), m.admin, m.health))
                         .collect(),
+                    claimed: claimed
+                        .iter()
+                        .filter(|c| c.bal == b && c.pool == pool)
+                        .map(|c| (c.member.clone(), c.by.clone()))
+                        .collect(),
                 });
             }
         }
         refusals
     }
+
+    /// The members of what other runs claim now, as `snap` shows them:
+    /// call it under the engine's lock.
+    pub(crate) fn claimed_out(&self, snap: &Snapshot) -> Result<Vec<ClaimedOut>> {
+        let mut out = Vec::new();
+        for (key, holder) in self.engine.others()? {
+            let by = format!("claimed by {holder}");
+            if let Some(m) = key.strip_prefix(MEMBER_KEY) {
+                let mut parts = m.splitn(3, '/');
+                if let (Some(b), Some(pool), Some(member)) =
+                    (parts.next(), parts.next(), parts.next())
+                    && let Some(bal) = self.engine.position(b)
+                {
+                    out.push(ClaimedOut {
+                        bal,
+                        pool: pool.into(),
+                        member: member.into(),
+                        by: by.clone(),
+                    });
+                }
+                continue;
+            }
+            let Some(node) = self.nodes().get(&key) else {
+                continue;
+            };
+            // A node whose override names a member that is gone is
+            // counted by what it still matches.
+            for t in self.resolve(node, snap).unwrap_or_default() {
+                out.push(ClaimedOut {
+                    bal: t.bal,
+                    pool: t.member.pool.clone(),
+                    member: t.member.name.clone(),
+                    by: format!("{key} {by}"),
+                });
+            }
+        }
+        Ok(out)
+    }
 }
+
+/// The claim key of a member that belongs to no node:
+/// `member:BALANCER/POOL/MEMBER`.
+pub(crate) const MEMBER_KEY: &str = "member:";

@@ -4,6 +4,7 @@
 //! Every change goes through the engine's [`Transaction`](crate::engine::Transaction).
 
 mod guard;
+mod history;
 mod ops;
 mod recover;
 
@@ -20,7 +21,9 @@ use crate::error::{Error, Result};
 use crate::report::*;
 
 pub use crate::engine::FleetBalancer;
+pub(crate) use guard::MEMBER_KEY;
 pub use guard::Refusal;
+pub use history::HistoryFilter;
 
 /// One node: a server that balancers send traffic to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +147,7 @@ pub struct FleetBuilder {
     settings: Settings,
     state_dir: Option<PathBuf>,
     progress: Option<Arc<dyn Progress>>,
+    reason: Option<String>,
 }
 
 impl FleetBuilder {
@@ -180,6 +184,13 @@ impl FleetBuilder {
     /// not kept apart).
     pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.state_dir = Some(dir.into());
+        self
+    }
+
+    /// Why the commands of this fleet run (`--reason`): kept with every
+    /// run in the journal, and with every claim.
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
         self
     }
 
@@ -231,7 +242,8 @@ impl FleetBuilder {
         }
         let journal = self.state_dir.as_deref().map(Journal::open).transpose()?;
         Ok(Fleet {
-            engine: Engine::new(self.balancers, journal, self.settings.lock_timeout),
+            engine: Engine::new(self.balancers, journal, self.settings.lock_timeout)
+                .with_reason(self.reason),
             nodes,
             settings: self.settings,
             progress: self.progress,

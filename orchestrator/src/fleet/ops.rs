@@ -7,8 +7,8 @@ use lb_core::{AdminState, Health, Member};
 use tokio::time::Instant;
 
 use super::{Fleet, FleetBalancer, Node, Target};
-use crate::engine::Snapshot;
-use crate::engine::journal::EndStatus;
+use crate::engine::journal::{EndStatus, new_run_id};
+use crate::engine::{ClaimSet, Snapshot, Transaction};
 use crate::error::{Error, Result};
 use crate::fleet::{DrainOptions, UndrainOptions};
 use crate::report::*;
@@ -156,6 +156,10 @@ impl Fleet {
         let names = &names[..];
         let nodes = self.nodes_named(names)?;
         let mut warnings = Vec::new();
+        let command = format!("drain {}", names.join(" "));
+        let run = new_run_id();
+        // Held until the command ends: through the wait, and the maint.
+        let _claims = self.claim(&nodes, &run, &command, opts.dry_run).await?;
         let lock = if opts.dry_run {
             None
         } else {
@@ -163,7 +167,11 @@ impl Fleet {
         };
         let snap = self.read_all().await?;
         let targets = self.resolve_all(&nodes, &snap)?;
-        let refusals = self.guard(&targets, &snap);
+        let claimed = match lock {
+            Some(_) => self.claimed_out(&snap)?,
+            None => Vec::new(),
+        };
+        let refusals = self.guard(&targets, &snap, &claimed);
         if !refusals.is_empty() {
             if !opts.force {
                 return Err(Error::Guard(join(&refusals)));
@@ -214,7 +222,7 @@ impl Fleet {
                 warnings,
             });
         }
-        let txn = self.engine.begin(&format!("drain {}", names.join(" ")))?;
+        let txn = self.engine.begin_as(&run, &command)?;
         txn.apply_or_roll_back(&writes(&targets, &to_drain, AdminState::Drain))
             .await?;
         drop(lock);
@@ -245,6 +253,7 @@ impl Fleet {
             waited = started.elapsed();
             if !to_maint.is_empty() {
                 let _lock = self.engine.lock().await?;
+                self.unchanged_since(&txn, &targets, names).await?;
                 txn.apply_or_roll_back(&writes(&targets, &to_maint, AdminState::Maint))
                     .await?;
             }
@@ -281,6 +290,9 @@ impl Fleet {
         let names: Vec<String> = names.iter().map(|n| n.as_ref().to_owned()).collect();
         let names = &names[..];
         let nodes = self.nodes_named(names)?;
+        let command = format!("undrain {}", names.join(" "));
+        let run = new_run_id();
+        let _claims = self.claim(&nodes, &run, &command, opts.dry_run).await?;
         let lock = if opts.dry_run {
             None
         } else {
@@ -309,7 +321,7 @@ impl Fleet {
                 warnings,
             });
         }
-        let txn = self.engine.begin(&format!("undrain {}", names.join(" ")))?;
+        let txn = self.engine.begin_as(&run, &command)?;
         txn.apply_or_roll_back(&writes(&targets, &to_ready, AdminState::Ready))
             .await?;
         txn.end(EndStatus::Ok)?;
@@ -398,4 +410,83 @@ fn join(refusals: &[super::Refusal]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+impl Fleet {
+    /// Claims `nodes` for run `run` of `command` (nothing for a dry run).
+    async fn claim(
+        &self,
+        nodes: &[&Node],
+        run: &str,
+        command: &str,
+        dry_run: bool,
+    ) -> Result<ClaimSet> {
+        if dry_run {
+            return Ok(ClaimSet::default());
+        }
+        let keys: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+        self.engine.claim(&keys, run, command).await
+    }
+
+    /// Before a step acts on members again: re-reads them, and stops when
+    /// one was changed outside lbctl since this run set it (or, if this
+    /// run did not change it, since it was first read).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Failed`] (exit 1) naming what changed and what this run
+    /// still has out of rotation; the run ends: nothing more is changed,
+    /// and `recover` will not fight the other party.
+    async fn unchanged_since(
+        &self,
+        txn: &Transaction<'_>,
+        targets: &[Target],
+        names: &[String],
+    ) -> Result<()> {
+        let snap = self.read_all().await?;
+        let mut changed = Vec::new();
+        let mut ours = Vec::new();
+        for t in targets {
+            let b = &self.balancers()[t.bal];
+            let mine = txn.changed(t.bal, &t.r());
+            let expected = if mine {
+                b.lb.capabilities().reads_back_as(AdminState::Drain)
+            } else {
+                t.member.admin
+            };
+            match snap[t.bal].iter().find(|m| m.is(&t.r())) {
+                Some(m) if m.admin == expected => {
+                    if mine {
+                        ours.push(format!("{} {} ({expected})", b.name, t.r()));
+                    }
+                }
+                Some(m) => changed.push(format!(
+                    "{} {} is {} (lbctl had it {expected})",
+                    b.name,
+                    t.r(),
+                    m.admin
+                )),
+                None => changed.push(format!("{} {} is gone", b.name, t.r())),
+            }
+        }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        txn.end(EndStatus::Failed)?;
+        Err(Error::Failed(format!(
+            "changed outside lbctl while lbctl waited for {} to drain: {}; lbctl stopped and \
+             changed nothing more{}",
+            names.join(", "),
+            changed.join(", "),
+            if ours.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (as this run left them: {}; `lbctl undrain {}` puts them back)",
+                    ours.join(", "),
+                    names.join(" ")
+                )
+            }
+        )))
+    }
 }

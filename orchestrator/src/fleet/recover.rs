@@ -5,9 +5,11 @@ use std::collections::BTreeSet;
 use lb_core::Change;
 
 use super::Fleet;
+use crate::engine::ClaimSet;
 use crate::engine::Write;
-use crate::engine::journal::{EndStatus, leftovers};
+use crate::engine::journal::{EndStatus, leftovers, new_run_id};
 use crate::error::{Error, Result};
+use crate::fleet::MEMBER_KEY;
 use crate::report::*;
 
 impl Fleet {
@@ -23,17 +25,36 @@ impl Fleet {
         let journal = self
             .journal()
             .ok_or_else(|| Error::State("recover needs a state directory (--state-dir)".into()))?;
+        let run = new_run_id();
+        // What recover puts back is claimed first, like any change: a node
+        // another run works on now is waited for.
+        let _claims = if dry_run {
+            ClaimSet::default()
+        } else {
+            let (left, _) = leftovers(&journal.records()?);
+            let mut keys: Vec<String> = left
+                .iter()
+                .map(|l| match &l.node {
+                    Some(n) => n.clone(),
+                    None => format!("{MEMBER_KEY}{}/{}", l.balancer, l.member),
+                })
+                .collect();
+            keys.sort();
+            keys.dedup();
+            self.engine.claim(&keys, &run, "recover").await?
+        };
         let _lock = if dry_run {
             None
         } else {
             self.engine.lock().await?
         };
-        let (left, running) = leftovers(&journal.records()?);
+        let read = journal.read()?;
+        let (left, running) = leftovers(&read.records);
         let mut recovered = Vec::new();
         let txn = if dry_run || left.is_empty() {
             None
         } else {
-            Some(self.engine.begin("recover")?)
+            Some(self.engine.begin_as(&run, "recover")?)
         };
         let mut failed = Vec::new();
         let mut failed_runs = BTreeSet::new();
@@ -110,6 +131,7 @@ impl Fleet {
             recovered,
             running,
             dry_run,
+            skipped_lines: read.skipped,
         })
     }
 }

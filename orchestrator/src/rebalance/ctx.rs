@@ -9,8 +9,9 @@ use tokio::sync::watch;
 
 use super::{Measure, MemberLoad, RebalanceOptions, measure_of, round2};
 use crate::engine::journal::Value;
-use crate::engine::{Snapshot, Transaction, Write};
+use crate::engine::{ClaimSet, Snapshot, Transaction, Write};
 use crate::error::{Error, Result};
+use crate::fleet::MEMBER_KEY;
 use crate::fleet::{Fleet, Target};
 
 /// A measurement reads at least every this long.
@@ -20,6 +21,11 @@ pub(super) struct Ctx<'a> {
     pub(super) fleet: &'a Fleet,
     pub(super) opts: &'a RebalanceOptions,
     pub(super) txn: Option<&'a Transaction<'a>>,
+    /// The command, as claims name it.
+    pub(super) command: String,
+    /// What the run has claimed so far: every member it changed (or its
+    /// node) stays claimed until the run ends.
+    pub(super) claims: std::sync::Mutex<Vec<ClaimSet>>,
     pub(super) stop: watch::Receiver<bool>,
 }
 
@@ -124,6 +130,21 @@ impl Ctx<'_> {
                 "rebalance changes nothing without a transaction (dry run)".into(),
             ));
         };
+        let key = if t.node.is_empty() {
+            let b = &self.fleet.balancers()[t.bal];
+            format!("{MEMBER_KEY}{}/{}", b.name, t.r())
+        } else {
+            t.node.clone()
+        };
+        let claim = self
+            .fleet
+            .engine()
+            .claim(&[key], txn.id().unwrap_or_default(), &self.command)
+            .await?;
+        self.claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(claim);
         let _lock = self.fleet.engine().lock().await?;
         let write = Write {
             node: (!t.node.is_empty()).then(|| t.node.clone()),

@@ -79,7 +79,11 @@ impl Ctx<'_> {
             let Some(t) = self.target(bal, &snap, pool, &hot.member) else {
                 break;
             };
-            let refusals = self.fleet.guard(std::slice::from_ref(&t), &snap);
+            let claimed = {
+                let _lock = self.fleet.engine().lock().await?;
+                self.fleet.claimed_out(&snap)?
+            };
+            let refusals = self.fleet.guard(std::slice::from_ref(&t), &snap, &claimed);
             if !refusals.is_empty() {
                 report.reason = Some(format!(
                     "refused by the guard: {}",

@@ -323,21 +323,24 @@ impl Fleet {
         {
             return Err(Error::Usage(format!("no balancer has a pool named {p:?}")));
         }
+        let command = format!(
+            "rebalance{}",
+            opts.pool
+                .as_ref()
+                .map(|p| format!(" --pool {p}"))
+                .unwrap_or_default()
+        );
         let txn = if opts.dry_run {
             None
         } else {
-            Some(self.engine().begin(&format!(
-                "rebalance{}",
-                opts.pool
-                    .as_ref()
-                    .map(|p| format!(" --pool {p}"))
-                    .unwrap_or_default()
-            ))?)
+            Some(self.engine().begin(&command)?)
         };
         let ctx = Ctx {
             fleet: self,
             opts,
             txn: txn.as_ref(),
+            command,
+            claims: Default::default(),
             stop,
         };
         let mut reports = Vec::new();

@@ -23,8 +23,31 @@ use crate::rolling::steps::{Action, NodeSteps, Step};
 impl Exec<'_> {
     /// One batch of a group: drain them together (guarded together), run
     /// each node's hooks and gate concurrently, undrain those that passed.
+    ///
+    /// The batch's nodes are claimed first, and stay claimed through
+    /// their hooks and gates until they are back (or the run stops): no
+    /// other lbctl changes them meanwhile.
     pub(super) async fn batch(&self, g: &Group, nodes: &[&NodeSteps<'_>]) -> StepOutcome {
         let names: Vec<&str> = nodes.iter().map(|n| n.name).collect();
+        let keys: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let command = format!("rolling --plan {}", self.r.plan.origin());
+        let _claims = match self
+            .r
+            .fleet
+            .engine()
+            .claim(&keys, &self.run_id, &command)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                let first = if g.balanced {
+                    Step::Drain
+                } else {
+                    nodes[0].steps.first().map_or(Step::Gate, |i| i.step)
+                };
+                return self.fail_now(&g.name, names[0], first, None, Fail::new(e.to_string()));
+            }
+        };
         if g.balanced {
             self.drain(g, &names).await?;
         }

@@ -1,0 +1,238 @@
+//! Claims: a command that changes a node holds a claim on it for its whole
+//! duration, so that no other lbctl changes that node meanwhile.
+//!
+//! In the state directory, each claim is a file `claims/KEY.lock` that the
+//! holder keeps locked (`flock`, released by the kernel when the process
+//! dies) and that says who holds it. Claims are taken, and other runs'
+//! claims are listed, under the state directory's lock, so the two never
+//! race.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::journal::Journal;
+use crate::error::{Error, Result};
+
+/// Who holds a claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    /// The run (its journal id).
+    pub run: String,
+    /// The command, e.g. `drain node2`.
+    pub command: String,
+    /// The user.
+    pub user: String,
+    /// The machine.
+    pub host: String,
+    /// The process.
+    pub pid: u32,
+    /// Since when (RFC 3339).
+    pub since: String,
+    /// Why (`--reason`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "run {} (`{}`) of {}@{} pid {} since {}",
+            self.run, self.command, self.user, self.host, self.pid, self.since
+        )?;
+        if let Some(r) = &self.reason {
+            write!(f, ", reason: {r:?}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One claim file, locked by this process while any [`ClaimSet`] holds it.
+#[derive(Debug)]
+struct Held {
+    _file: File,
+}
+
+/// Claims held by this process; released when dropped.
+#[derive(Debug, Default)]
+pub struct ClaimSet {
+    held: Vec<Arc<Held>>,
+}
+
+/// The claims of one state directory, as this process sees them.
+#[derive(Debug)]
+pub(crate) struct Claims {
+    dir: PathBuf,
+    /// Keys this process holds: a second claim of the same key by this
+    /// process (a rolling run's drain inside its node's claim) shares it.
+    mine: Mutex<BTreeMap<String, Weak<Held>>>,
+}
+
+/// The file name of a claim key: anything but `[A-Za-z0-9._-]` as `%XX`.
+fn file_name(key: &str) -> String {
+    let mut s = String::new();
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"._-".contains(&b) {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    s + ".lock"
+}
+
+fn open(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::State(format!("cannot open claim {}: {e}", path.display())))
+}
+
+fn holder_of(path: &Path) -> Option<Holder> {
+    serde_json::from_str(fs::read_to_string(path).ok()?.trim()).ok()
+}
+
+impl Claims {
+    pub(crate) fn new(journal: &Journal) -> Claims {
+        Claims {
+            dir: journal.dir().join("claims"),
+            mine: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(file_name(key))
+    }
+
+    fn held_by_me(&self, key: &str) -> Option<Arc<Held>> {
+        let mine = self.mine.lock().unwrap_or_else(|p| p.into_inner());
+        mine.get(key).and_then(Weak::upgrade)
+    }
+
+    /// Tries once to claim every key (the caller holds the state
+    /// directory's lock): all of them, or none and the first key another
+    /// run holds.
+    pub(crate) fn try_claim(
+        &self,
+        keys: &[String],
+        holder: &Holder,
+    ) -> Result<std::result::Result<ClaimSet, (String, Option<Holder>)>> {
+        fs::create_dir_all(&self.dir)
+            .map_err(|e| Error::State(format!("cannot create {}: {e}", self.dir.display())))?;
+        let mut set = ClaimSet::default();
+        let mut fresh = Vec::new();
+        for key in keys {
+            if let Some(h) = self.held_by_me(key) {
+                set.held.push(h);
+                continue;
+            }
+            let path = self.path(key);
+            let mut file = open(&path)?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Ok(Err((key.clone(), holder_of(&path))));
+                }
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(Error::State(format!("cannot lock {}: {e}", path.display())));
+                }
+            }
+            let text = serde_json::to_string(holder).expect("holders serialize");
+            file.set_len(0)
+                .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
+                .and_then(|()| writeln!(file, "{text}"))
+                .map_err(|e| Error::State(format!("cannot write {}: {e}", path.display())))?;
+            let held = Arc::new(Held { _file: file });
+            fresh.push((key.clone(), Arc::downgrade(&held)));
+            set.held.push(held);
+        }
+        let mut mine = self.mine.lock().unwrap_or_else(|p| p.into_inner());
+        mine.retain(|_, w| w.strong_count() > 0);
+        mine.extend(fresh);
+        Ok(Ok(set))
+    }
+
+    /// The claims other processes hold now (the caller holds the state
+    /// directory's lock).
+    pub(crate) fn others(&self) -> Result<Vec<(String, Holder)>> {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for e in entries.flatten() {
+            let path = e.path();
+            let Some(key) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".lock"))
+                .map(decode)
+            else {
+                continue;
+            };
+            if self.held_by_me(&key).is_some() {
+                continue;
+            }
+            let file = open(&path)?;
+            match file.try_lock_shared() {
+                // Free: nobody holds it.
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => {
+                    if let Some(h) = holder_of(&path) {
+                        out.push((key, h));
+                    }
+                }
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(Error::State(format!("cannot lock {}: {e}", path.display())));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+}
+
+fn decode(name: &str) -> String {
+    let b = name.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(v) = name
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// How long a claim is waited for between two tries.
+pub(crate) const RETRY: Duration = Duration::from_millis(50);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_make_file_names_and_back() {
+        for k in ["node2", "member:edge/app/http://10.0.0.1:80", "a b%c"] {
+            let f = file_name(k);
+            assert!(!f.contains('/') && !f.contains(' '), "{f}");
+            assert_eq!(decode(f.strip_suffix(".lock").unwrap()), k);
+        }
+    }
+}
