@@ -490,7 +490,7 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
                 node: node.clone(),
                 since: *since,
             };
-            let report = fleet(&args, &out)?.history(&filter)?;
+            let report = fleet(&args, &out)?.history(&filter).await?;
             render::history(&out, &report);
             Ok(())
         }

@@ -365,7 +365,7 @@ async fn dry_runs_change_nothing() {
     assert_eq!(edge.writes(), 0);
     assert!(
         !dir.path().join("journal.jsonl").exists()
-            || f.journal().unwrap().records().unwrap().is_empty()
+            || f.journal().unwrap().records().await.unwrap().is_empty()
     );
 }
 
@@ -409,7 +409,9 @@ async fn recover_puts_back_what_an_interrupted_run_left() {
     let f = fleet(std::slice::from_ref(&edge), dir.path());
     // An interrupted drain: intent and done recorded, no end.
     let j = f.journal().unwrap();
-    let run = orchestrator::journal::Run::start(j, "drain node2").unwrap();
+    let run = orchestrator::journal::Run::start(j, "drain node2")
+        .await
+        .unwrap();
     let node2 = MemberRef::new("app", "node2");
     let s = run
         .intent(
@@ -421,9 +423,10 @@ async fn recover_puts_back_what_an_interrupted_run_left() {
                 to: AdminState::Drain,
             },
         )
+        .await
         .unwrap();
     let res = edge.set_state(&node2, AdminState::Drain).await;
-    run.done(s, &res).unwrap();
+    run.done(s, &res).await.unwrap();
     drop(run);
 
     let planned = f.recover(true).await.unwrap();

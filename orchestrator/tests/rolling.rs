@@ -586,7 +586,7 @@ async fn a_dry_run_lists_every_step_and_command_and_changes_nothing() {
     );
     assert_eq!(r.steps.len(), 2);
     assert!(
-        f.journal().unwrap().records().unwrap().is_empty(),
+        f.journal().unwrap().records().await.unwrap().is_empty(),
         "nothing journaled"
     );
 }
@@ -731,7 +731,7 @@ async fn the_rebalance_runs_once_after_the_last_node_and_a_pool_left_skewed_is_a
         .await
         .unwrap_err();
     assert!(e.to_string().contains("nothing to resume"), "{e}");
-    let records = f.journal().unwrap().records().unwrap();
+    let records = f.journal().unwrap().records().await.unwrap();
     assert!(records.iter().any(|x| matches!(
         &x.event,
         Event::Step { step, status, .. }
@@ -813,7 +813,7 @@ async fn a_weight_left_lowered_by_a_killed_rebalance_is_refused_until_recover_pu
     // A rebalance killed while it held node1's weight down (weight 1 → 0)
     // left an open run in the journal.
     let node1 = MemberRef::new("app", "node1");
-    let killed = Run::start(f.journal().unwrap(), "rebalance").unwrap();
+    let killed = Run::start(f.journal().unwrap(), "rebalance").await.unwrap();
     let seq = killed
         .intent(
             Some("node1"),
@@ -821,9 +821,10 @@ async fn a_weight_left_lowered_by_a_killed_rebalance_is_refused_until_recover_pu
             &node1,
             Setting::Weight { from: 1, to: 0 },
         )
+        .await
         .unwrap();
     let res = edge.set_weight(&node1, 0).await;
-    killed.done(seq, &res).unwrap();
+    killed.done(seq, &res).await.unwrap();
 
     let e = Rolling::new(&f, &plan).run().await.unwrap_err();
     let RollingError::Stopped(r) = &e else {

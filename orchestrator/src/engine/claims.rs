@@ -12,57 +12,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use super::journal::Journal;
+use super::backend::{ClaimSet, Holder, Token};
 use crate::error::{Error, Result};
-
-/// Who holds a claim.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Holder {
-    /// The run (its journal id).
-    pub run: String,
-    /// The command, e.g. `drain node2`.
-    pub command: String,
-    /// The user.
-    pub user: String,
-    /// The machine.
-    pub host: String,
-    /// The process.
-    pub pid: u32,
-    /// Since when (RFC 3339).
-    pub since: String,
-    /// Why (`--reason`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-impl std::fmt::Display for Holder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "run {} (`{}`) of {}@{} pid {} since {}",
-            self.run, self.command, self.user, self.host, self.pid, self.since
-        )?;
-        if let Some(r) = &self.reason {
-            write!(f, ", reason: {r:?}")?;
-        }
-        Ok(())
-    }
-}
 
 /// One claim file, locked by this process while any [`ClaimSet`] holds it.
 #[derive(Debug)]
 struct Held {
     _file: File,
-}
-
-/// Claims held by this process; released when dropped.
-#[derive(Debug, Default)]
-pub struct ClaimSet {
-    held: Vec<Arc<Held>>,
 }
 
 /// The claims of one state directory, as this process sees them.
@@ -102,9 +59,9 @@ fn holder_of(path: &Path) -> Option<Holder> {
 }
 
 impl Claims {
-    pub(crate) fn new(journal: &Journal) -> Claims {
+    pub(crate) fn new(state_dir: &Path) -> Claims {
         Claims {
-            dir: journal.dir().join("claims"),
+            dir: state_dir.join("claims"),
             mine: Mutex::new(BTreeMap::new()),
         }
     }
@@ -131,8 +88,9 @@ impl Claims {
         let mut set = ClaimSet::default();
         let mut fresh = Vec::new();
         for key in keys {
+            set.keys.push(key.clone());
             if let Some(h) = self.held_by_me(key) {
-                set.held.push(h);
+                set.held.push(h as Token);
                 continue;
             }
             let path = self.path(key);
@@ -153,7 +111,7 @@ impl Claims {
                 .map_err(|e| Error::State(format!("cannot write {}: {e}", path.display())))?;
             let held = Arc::new(Held { _file: file });
             fresh.push((key.clone(), Arc::downgrade(&held)));
-            set.held.push(held);
+            set.held.push(held as Token);
         }
         let mut mine = self.mine.lock().unwrap_or_else(|p| p.into_inner());
         mine.retain(|_, w| w.strong_count() > 0);
@@ -219,9 +177,6 @@ fn decode(name: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
-
-/// How long a claim is waited for between two tries.
-pub(crate) const RETRY: Duration = Duration::from_millis(50);
 
 #[cfg(test)]
 mod tests {

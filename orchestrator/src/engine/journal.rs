@@ -9,57 +9,26 @@
 //! before the run's first change to it.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read as _, Seek, SeekFrom, Write};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::file::{FileBackend, lock_file};
 use crate::error::{Error, Result};
+
+pub use super::backend::{Coordination, LockGuard, Read};
 
 pub use super::records::*;
 
-/// What [`Journal::read`] found.
-#[derive(Debug, Clone, Default)]
-pub struct Read {
-    /// Every record that could be read, in order.
-    pub records: Vec<Record>,
-    /// Lines that could not be read, and were skipped.
-    pub skipped: usize,
-}
-
-/// Ends a torn last line (a crash or a full disk mid-write) with a newline,
-/// so that the next record starts a line of its own and stays readable.
-fn repair(path: &Path, mut file: &File) -> Result<()> {
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if len == 0 {
-        return Ok(());
-    }
-    let mut last = [0u8];
-    let torn = File::open(path)
-        .and_then(|mut f| {
-            f.seek(SeekFrom::End(-1))?;
-            f.read_exact(&mut last)
-        })
-        .map(|()| last[0] != b'\n')
-        .unwrap_or(false);
-    if torn {
-        tracing::warn!(
-            "journal {}: ends in a torn line; starting a new one",
-            path.display()
-        );
-        file.write_all(b"\n")
-            .map_err(|e| Error::State(format!("cannot repair journal {}: {e}", path.display())))?;
-    }
-    Ok(())
-}
-
-/// The state directory: `journal.jsonl` and `lock`.
-#[derive(Debug)]
+/// The journal of runs, with the claims and the critical section that go
+/// with it, in a coordination backend; and the local state directory
+/// (hook logs, per-machine locks).
+#[derive(Debug, Clone)]
 pub struct Journal {
     dir: PathBuf,
-    file: Mutex<File>,
+    backend: Arc<dyn Coordination>,
 }
 
 /// The default state directory: `$XDG_STATE_HOME/lbctl`, else
@@ -80,168 +49,102 @@ pub(crate) fn now_rfc3339() -> String {
 }
 
 impl Journal {
-    /// Opens (creating) the journal in `dir`.
+    /// The file backend in state directory `dir` (created).
     ///
     /// # Errors
     ///
     /// [`Error::State`] naming the path.
     pub fn open(dir: &Path) -> Result<Journal> {
-        fs::create_dir_all(dir)
-            .map_err(|e| Error::State(format!("cannot create state dir {}: {e}", dir.display())))?;
-        let path = dir.join("journal.jsonl");
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::State(format!("cannot open journal {}: {e}", path.display())))?;
-        repair(&path, &file)?;
         Ok(Journal {
             dir: dir.to_owned(),
-            file: Mutex::new(file),
+            backend: Arc::new(FileBackend::open(dir)?),
         })
     }
 
-    /// The state directory.
+    /// `backend`, with `dir` as the local state directory.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::State`] when `dir` cannot be created.
+    pub fn with_backend(dir: &Path, backend: Arc<dyn Coordination>) -> Result<Journal> {
+        fs::create_dir_all(dir)
+            .map_err(|e| Error::State(format!("cannot create state dir {}: {e}", dir.display())))?;
+        Ok(Journal {
+            dir: dir.to_owned(),
+            backend,
+        })
+    }
+
+    /// The local state directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// The journal file.
-    pub fn path(&self) -> PathBuf {
-        self.dir.join("journal.jsonl")
+    /// The backend.
+    pub fn backend(&self) -> &dyn Coordination {
+        &*self.backend
     }
 
-    /// Appends one record; with `sync`, syncs it (and every record before
-    /// it) to disk before returning.
+    /// Where the journal is, for messages.
+    pub fn describe(&self) -> String {
+        self.backend.describe()
+    }
+
+    /// Appends one record; with `sync`, makes it (and every record before
+    /// it) durable before returning.
     ///
     /// # Errors
     ///
     /// [`Error::State`].
-    pub fn append(&self, run: &str, event: Event, sync: bool) -> Result<()> {
+    pub async fn append(&self, run: &str, event: Event, sync: bool) -> Result<()> {
         let rec = Record {
             ts: now_rfc3339(),
             run: run.into(),
             event,
         };
-        let mut line = serde_json::to_string(&rec).expect("records serialize");
-        line.push('\n');
-        let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        f.write_all(line.as_bytes())
-            .and_then(|()| if sync { f.sync_data() } else { Ok(()) })
-            .map_err(|e| {
-                Error::State(format!(
-                    "cannot write journal {}: {e}",
-                    self.path().display()
-                ))
-            })
+        self.backend.append(&[rec], sync).await
     }
 
-    /// Every record, in order; lines that cannot be read are skipped
-    /// ([`read`](Self::read) counts them).
+    /// Every record, in order; what cannot be read is skipped
+    /// ([`read`](Self::read) counts it).
     ///
     /// # Errors
     ///
     /// [`Error::State`].
-    pub fn records(&self) -> Result<Vec<Record>> {
-        Ok(self.read()?.records)
+    pub async fn records(&self) -> Result<Vec<Record>> {
+        Ok(self.read().await?.records)
     }
 
-    /// Every record, in order, and how many lines could not be read: a
-    /// torn line (a crash or a full disk mid-write), bytes that are not
-    /// UTF-8, or JSON that is not a record. Each is skipped, alone: the
-    /// lines after it are read.
+    /// Every record, in order, and how many could not be read (a torn
+    /// line, bytes that are not UTF-8, JSON that is not a record): each is
+    /// skipped alone, and what follows it is read.
     ///
     /// # Errors
     ///
     /// [`Error::State`].
-    pub fn read(&self) -> Result<Read> {
-        let bytes = fs::read(self.path()).map_err(|e| {
-            Error::State(format!(
-                "cannot read journal {}: {e}",
-                self.path().display()
-            ))
-        })?;
-        let mut out = Read::default();
-        for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
-            if line.is_empty() {
-                continue;
-            }
-            match std::str::from_utf8(line)
-                .map_err(|e| e.to_string())
-                .and_then(|l| serde_json::from_str::<Record>(l).map_err(|e| e.to_string()))
-            {
-                Ok(r) => out.records.push(r),
-                Err(e) => {
-                    tracing::warn!(
-                        "journal {} line {}: skipped, unreadable: {e}",
-                        self.path().display(),
-                        i + 1
-                    );
-                    out.skipped += 1;
-                }
-            }
-        }
-        Ok(out)
+    pub async fn read(&self) -> Result<Read> {
+        self.backend.read().await
     }
 
-    /// Takes the advisory lock, waiting up to `timeout` for another lbctl
-    /// to release it.
+    /// Enters the critical section, waiting up to `timeout`.
     ///
     /// # Errors
     ///
     /// [`Error::State`] saying who holds it, when the wait runs out.
     pub async fn lock(&self, timeout: Duration) -> Result<LockGuard> {
-        self.lock_file("lock", "another lbctl", timeout).await
+        self.backend.lock(timeout).await
     }
 
-    /// Takes the advisory lock on the file `name` of the state directory
-    /// (`who` says in messages what holds it), waiting up to `timeout`.
+    /// Takes the advisory lock on the file `name` of the local state
+    /// directory (`who` says in messages what holds it), waiting up to
+    /// `timeout`.
     ///
     /// # Errors
     ///
     /// [`Error::State`] saying who holds it, when the wait runs out.
     pub async fn lock_file(&self, name: &str, who: &str, timeout: Duration) -> Result<LockGuard> {
-        let path = self.dir.join(name);
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::State(format!("cannot open lock {}: {e}", path.display())))?;
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            match f.try_lock() {
-                Ok(()) => {
-                    let mut f = f;
-                    let _ = f.set_len(0);
-                    let _ = writeln!(f, "{}", std::process::id());
-                    return Ok(LockGuard { _file: f });
-                }
-                Err(fs::TryLockError::WouldBlock) => {}
-                Err(fs::TryLockError::Error(e)) => {
-                    return Err(Error::State(format!("cannot lock {}: {e}", path.display())));
-                }
-            }
-            if tokio::time::Instant::now() >= deadline {
-                let holder = fs::read_to_string(&path).unwrap_or_default();
-                return Err(Error::State(format!(
-                    "{who} (pid {}) holds the lock {} and did not release it within {}; \
-                     try again later or raise --lock-timeout",
-                    holder.trim(),
-                    path.display(),
-                    crate::duration::format_duration(timeout)
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        lock_file(&self.dir, name, who, timeout).await
     }
-}
-
-/// Holds the lock until dropped.
-#[derive(Debug)]
-pub struct LockGuard {
-    _file: File,
 }
 
 /// A run in the journal: its id and the next intent number.
@@ -258,8 +161,8 @@ impl<'a> Run<'a> {
     /// # Errors
     ///
     /// [`Error::State`].
-    pub fn start(journal: &'a Journal, command: &str) -> Result<Run<'a>> {
-        Run::start_as(journal, &new_run_id(), command, None)
+    pub async fn start(journal: &'a Journal, command: &str) -> Result<Run<'a>> {
+        Run::start_as(journal, &new_run_id(), command, None).await
     }
 
     /// Starts run `id` (from [`new_run_id`]) of `command`, with the
@@ -268,24 +171,26 @@ impl<'a> Run<'a> {
     /// # Errors
     ///
     /// [`Error::State`].
-    pub fn start_as(
+    pub async fn start_as(
         journal: &'a Journal,
         id: &str,
         command: &str,
         reason: Option<&str>,
     ) -> Result<Run<'a>> {
         let me = Identity::here();
-        journal.append(
-            id,
-            Event::Start {
-                pid: me.pid,
-                host: me.host,
-                user: me.user,
-                command: command.into(),
-                reason: reason.map(str::to_owned),
-            },
-            false,
-        )?;
+        journal
+            .append(
+                id,
+                Event::Start {
+                    pid: me.pid,
+                    host: me.host,
+                    user: me.user,
+                    command: command.into(),
+                    reason: reason.map(str::to_owned),
+                },
+                false,
+            )
+            .await?;
         Ok(Run {
             journal,
             id: id.to_owned(),
@@ -304,7 +209,7 @@ impl<'a> Run<'a> {
     /// # Errors
     ///
     /// [`Error::State`].
-    pub fn intent(
+    pub async fn intent(
         &self,
         node: Option<&str>,
         balancer: &str,
@@ -312,18 +217,20 @@ impl<'a> Run<'a> {
         change: Setting,
     ) -> Result<u64> {
         let seq = self.seq.fetch_add(1, Ordering::SeqCst);
-        self.journal.append(
-            &self.id,
-            Event::Intent {
-                seq,
-                node: node.map(str::to_owned),
-                balancer: balancer.into(),
-                pool: m.pool.clone(),
-                member: m.member.clone(),
-                change,
-            },
-            false,
-        )?;
+        self.journal
+            .append(
+                &self.id,
+                Event::Intent {
+                    seq,
+                    node: node.map(str::to_owned),
+                    balancer: balancer.into(),
+                    pool: m.pool.clone(),
+                    member: m.member.clone(),
+                    change,
+                },
+                false,
+            )
+            .await?;
         Ok(seq)
     }
 
@@ -332,7 +239,7 @@ impl<'a> Run<'a> {
     /// # Errors
     ///
     /// [`Error::State`].
-    pub fn done(
+    pub async fn done(
         &self,
         seq: u64,
         outcome: &std::result::Result<lb_core::Change, lb_core::Error>,
@@ -344,6 +251,7 @@ impl<'a> Run<'a> {
         };
         self.journal
             .append(&self.id, Event::Done { seq, result, error }, false)
+            .await
     }
 
     /// Ends the run.
@@ -351,15 +259,17 @@ impl<'a> Run<'a> {
     /// # Errors
     ///
     /// [`Error::State`].
-    pub fn end(&self, status: EndStatus) -> Result<()> {
-        self.journal.append(
-            &self.id,
-            Event::End {
-                status,
-                recovered: None,
-            },
-            true,
-        )
+    pub async fn end(&self, status: EndStatus) -> Result<()> {
+        self.journal
+            .append(
+                &self.id,
+                Event::End {
+                    status,
+                    recovered: None,
+                },
+                true,
+            )
+            .await
     }
 
     /// Ends run `other` for good: `recover` put back what it left.
@@ -367,15 +277,17 @@ impl<'a> Run<'a> {
     /// # Errors
     ///
     /// [`Error::State`].
-    pub fn recovered(&self, other: &str) -> Result<()> {
-        self.journal.append(
-            &self.id,
-            Event::End {
-                status: EndStatus::Recovered,
-                recovered: Some(other.to_owned()),
-            },
-            true,
-        )
+    pub async fn recovered(&self, other: &str) -> Result<()> {
+        self.journal
+            .append(
+                &self.id,
+                Event::End {
+                    status: EndStatus::Recovered,
+                    recovered: Some(other.to_owned()),
+                },
+                true,
+            )
+            .await
     }
 
     /// Syncs every record written so far to disk: the intents of a batch
@@ -386,14 +298,8 @@ impl<'a> Run<'a> {
     /// # Errors
     ///
     /// [`Error::State`].
-    pub fn sync(&self) -> Result<()> {
-        let f = self.journal.file.lock().unwrap_or_else(|p| p.into_inner());
-        f.sync_data().map_err(|e| {
-            Error::State(format!(
-                "cannot sync journal {}: {e}",
-                self.journal.path().display()
-            ))
-        })
+    pub async fn sync(&self) -> Result<()> {
+        self.journal.backend.sync().await
     }
 }
 
@@ -569,6 +475,8 @@ pub fn leftovers(records: &[Record]) -> (Vec<Leftover>, Vec<String>) {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write as _;
+
     use super::*;
     use lb_core::{AdminState, Change, MemberRef};
 
@@ -578,7 +486,7 @@ mod tests {
         let j = Journal::open(dir.path()).unwrap();
         let m = MemberRef::new("app", "node2");
 
-        let done = Run::start(&j, "drain node1").unwrap();
+        let done = Run::start(&j, "drain node1").await.unwrap();
         let s = done
             .intent(
                 Some("node1"),
@@ -589,24 +497,26 @@ mod tests {
                     to: AdminState::Drain,
                 },
             )
+            .await
             .unwrap();
-        done.done(s, &Ok(Change::Applied)).unwrap();
-        done.end(EndStatus::Ok).unwrap();
+        done.done(s, &Ok(Change::Applied)).await.unwrap();
+        done.end(EndStatus::Ok).await.unwrap();
 
-        let cut = Run::start(&j, "drain node2").unwrap();
+        let cut = Run::start(&j, "drain node2").await.unwrap();
         for (from, to) in [
             (AdminState::Ready, AdminState::Drain),
             (AdminState::Drain, AdminState::Maint),
         ] {
             let s = cut
                 .intent(Some("node2"), "edge", &m, Setting::State { from, to })
+                .await
                 .unwrap();
-            cut.done(s, &Ok(Change::Applied)).unwrap();
+            cut.done(s, &Ok(Change::Applied)).await.unwrap();
         }
         // No end: interrupted. But this process is alive, so it is "busy"
         // unless its pid is ours: Run::start records our own pid, which
         // leftovers() treats as not alive (it is the recovering process).
-        let (left, busy) = leftovers(&j.records().unwrap());
+        let (left, busy) = leftovers(&j.records().await.unwrap());
         assert!(busy.is_empty());
         assert_eq!(left.len(), 1, "{left:?}");
         assert_eq!(
@@ -614,9 +524,9 @@ mod tests {
             (&m, Value::State(AdminState::Ready))
         );
 
-        let rec = Run::start(&j, "recover").unwrap();
-        rec.recovered(cut.id()).unwrap();
-        let (left, _) = leftovers(&j.records().unwrap());
+        let rec = Run::start(&j, "recover").await.unwrap();
+        rec.recovered(cut.id()).await.unwrap();
+        let (left, _) = leftovers(&j.records().await.unwrap());
         assert!(left.is_empty(), "{left:?}");
     }
 
@@ -624,14 +534,14 @@ mod tests {
     async fn a_torn_last_line_is_skipped_and_the_lock_excludes() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path()).unwrap();
-        Run::start(&j, "x").unwrap();
+        Run::start(&j, "x").await.unwrap();
         std::fs::OpenOptions::new()
             .append(true)
-            .open(j.path())
+            .open(dir.path().join("journal.jsonl"))
             .unwrap()
             .write_all(b"{\"ts\":")
             .unwrap();
-        assert_eq!(j.records().unwrap().len(), 1);
+        assert_eq!(j.records().await.unwrap().len(), 1);
 
         let held = j.lock(Duration::from_millis(10)).await.unwrap();
         let j2 = Journal::open(dir.path()).unwrap();

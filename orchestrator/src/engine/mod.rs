@@ -4,7 +4,9 @@
 //! `recover`, `rebalance` and rolling upgrades all change balancers
 //! through it; nothing else calls `set_state` or `set_weight`.
 
+mod backend;
 mod claims;
+mod file;
 pub mod journal;
 mod records;
 mod txn;
@@ -16,10 +18,10 @@ use futures::future::join_all;
 use lb_core::{Balancer, Member};
 
 use crate::error::{Error, Result};
-use claims::Claims;
 use journal::{Identity, Journal, LockGuard, new_run_id, now_rfc3339};
 
-pub use claims::{ClaimSet, Holder};
+pub use backend::{ClaimSet, Claimed, Coordination, Holder, Read};
+pub use file::FileBackend;
 pub use txn::{Transaction, Write};
 
 /// One balancer of the fleet: its inventory name, its kind and its driver.
@@ -33,6 +35,9 @@ pub struct FleetBalancer {
     pub lb: Arc<dyn Balancer>,
 }
 
+/// How long a claim is waited for between two tries.
+const CLAIM_RETRY: Duration = Duration::from_millis(50);
+
 /// Every balancer's members as read at one moment, in the order of
 /// [`Engine::balancers`].
 pub type Snapshot = Vec<Vec<Member>>;
@@ -43,7 +48,6 @@ pub type Snapshot = Vec<Vec<Member>>;
 pub struct Engine {
     balancers: Vec<FleetBalancer>,
     journal: Option<Journal>,
-    claims: Option<Claims>,
     lock_timeout: Duration,
     reason: Option<String>,
 }
@@ -56,11 +60,9 @@ impl Engine {
         journal: Option<Journal>,
         lock_timeout: Duration,
     ) -> Engine {
-        let claims = journal.as_ref().map(Claims::new);
         Engine {
             balancers,
             journal,
-            claims,
             lock_timeout,
             reason: None,
         }
@@ -125,8 +127,8 @@ impl Engine {
     /// # Errors
     ///
     /// [`Error::State`] when the journal cannot be written.
-    pub fn begin(&self, command: &str) -> Result<Transaction<'_>> {
-        Transaction::begin(self, &new_run_id(), command)
+    pub async fn begin(&self, command: &str) -> Result<Transaction<'_>> {
+        Transaction::begin(self, &new_run_id(), command).await
     }
 
     /// Begins the transaction of run `id` (the id its claims were taken
@@ -135,8 +137,8 @@ impl Engine {
     /// # Errors
     ///
     /// [`Error::State`] when the journal cannot be written.
-    pub fn begin_as(&self, id: &str, command: &str) -> Result<Transaction<'_>> {
-        Transaction::begin(self, id, command)
+    pub async fn begin_as(&self, id: &str, command: &str) -> Result<Transaction<'_>> {
+        Transaction::begin(self, id, command).await
     }
 
     /// Claims `keys` (node names, or `member:BALANCER/POOL/MEMBER`) for run
@@ -150,7 +152,7 @@ impl Engine {
     /// [`Error::Claimed`] (exit 4) naming the key and its holder;
     /// [`Error::State`] when the state directory fails.
     pub async fn claim(&self, keys: &[String], run: &str, command: &str) -> Result<ClaimSet> {
-        let Some(claims) = &self.claims else {
+        let Some(journal) = &self.journal else {
             return Ok(ClaimSet::default());
         };
         let me = Identity::here();
@@ -168,7 +170,7 @@ impl Engine {
         loop {
             let taken = {
                 let _lock = self.lock().await?;
-                claims.try_claim(keys, &holder)?
+                journal.backend().try_claim(keys, &holder).await?
             };
             match taken {
                 Ok(set) => return Ok(set),
@@ -180,7 +182,7 @@ impl Engine {
                         crate::duration::format_duration(self.lock_timeout),
                     )));
                 }
-                Err(_) => tokio::time::sleep(claims::RETRY).await,
+                Err(_) => tokio::time::sleep(CLAIM_RETRY).await,
             }
         }
     }
@@ -191,10 +193,22 @@ impl Engine {
     /// # Errors
     ///
     /// [`Error::State`].
-    pub fn others(&self) -> Result<Vec<(String, Holder)>> {
-        match &self.claims {
-            Some(c) => c.others(),
+    pub async fn others(&self) -> Result<Vec<Claimed>> {
+        match &self.journal {
+            Some(j) => j.backend().others().await,
             None => Ok(Vec::new()),
+        }
+    }
+
+    /// Fencing before a write: `claims` are still this process's.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::State`] when they are not (or the backend cannot say).
+    pub async fn check(&self, claims: &[String]) -> Result<()> {
+        match &self.journal {
+            Some(j) => j.backend().check(claims).await,
+            None => Ok(()),
         }
     }
 }

@@ -50,11 +50,15 @@ pub struct Transaction<'e> {
 }
 
 impl<'e> Transaction<'e> {
-    pub(super) fn begin(engine: &'e Engine, id: &str, command: &str) -> Result<Transaction<'e>> {
-        let run = engine
-            .journal()
-            .map(|j| Run::start_as(j, id, command, engine.reason()))
-            .transpose()?;
+    pub(super) async fn begin(
+        engine: &'e Engine,
+        id: &str,
+        command: &str,
+    ) -> Result<Transaction<'e>> {
+        let run = match engine.journal() {
+            Some(j) => Some(Run::start_as(j, id, command, engine.reason()).await?),
+            None => None,
+        };
         Ok(Transaction {
             engine,
             run,
@@ -100,24 +104,22 @@ impl<'e> Transaction<'e> {
             changes.push(change);
             if let Some(run) = &self.run {
                 let b = &self.engine.balancers()[w.bal];
-                seqs.push(Some(run.intent(
-                    w.node.as_deref(),
-                    &b.name,
-                    &w.member,
-                    change,
-                )?));
+                seqs.push(Some(
+                    run.intent(w.node.as_deref(), &b.name, &w.member, change)
+                        .await?,
+                ));
             } else {
                 seqs.push(None);
             }
         }
         if let Some(run) = &self.run {
-            run.sync()?;
+            run.sync().await?;
         }
         let results = join_all(writes.iter().map(|w| self.set(w.bal, &w.member, w.to))).await;
         if let Some(run) = &self.run {
             for (seq, res) in seqs.iter().zip(&results) {
                 if let Some(seq) = seq {
-                    run.done(*seq, res)?;
+                    run.done(*seq, res).await?;
                 }
             }
         }
@@ -179,12 +181,12 @@ impl<'e> Transaction<'e> {
         }
         let first = failures.remove(0);
         if self.ledger().is_empty() {
-            self.end(EndStatus::Failed)?;
+            self.end(EndStatus::Failed).await?;
             return Err(Error::Balancer(first));
         }
         let (rolled_back, complete) = self.roll_back().await;
         if complete {
-            self.end(EndStatus::RolledBack)?;
+            self.end(EndStatus::RolledBack).await?;
         }
         let to = writes.first().map(|w| w.to.to_string()).unwrap_or_default();
         let mut message = format!("setting {to} failed: {first}");
@@ -236,15 +238,16 @@ impl<'e> Transaction<'e> {
                         &c.member,
                         Setting::new(c.current, c.original),
                     )
+                    .await
                     .map_err(journal_err)?;
-                run.sync().map_err(journal_err)?;
+                run.sync().await.map_err(journal_err)?;
                 Some(seq)
             }
             None => None,
         };
         let res = self.set(c.bal, &c.member, c.original).await;
         if let (Some(run), Some(seq)) = (&self.run, seq) {
-            run.done(seq, &res).map_err(journal_err)?;
+            run.done(seq, &res).await.map_err(journal_err)?;
         }
         res
     }
@@ -254,9 +257,9 @@ impl<'e> Transaction<'e> {
     /// # Errors
     ///
     /// [`Error::State`].
-    pub fn end(&self, status: EndStatus) -> Result<()> {
+    pub async fn end(&self, status: EndStatus) -> Result<()> {
         match &self.run {
-            Some(run) => run.end(status),
+            Some(run) => run.end(status).await,
             None => Ok(()),
         }
     }
@@ -266,9 +269,9 @@ impl<'e> Transaction<'e> {
     /// # Errors
     ///
     /// [`Error::State`].
-    pub fn recovered(&self, other: &str) -> Result<()> {
+    pub async fn recovered(&self, other: &str) -> Result<()> {
         match &self.run {
-            Some(run) => run.recovered(other),
+            Some(run) => run.recovered(other).await,
             None => Ok(()),
         }
     }

@@ -118,9 +118,9 @@ impl Fleet {
 
     /// The members of what other runs claim now, as `snap` shows them:
     /// call it under the engine's lock.
-    pub(crate) fn claimed_out(&self, snap: &Snapshot) -> Result<Vec<ClaimedOut>> {
+    pub(crate) async fn claimed_out(&self, snap: &Snapshot) -> Result<Vec<ClaimedOut>> {
         let mut out = Vec::new();
-        for (key, holder) in self.engine.others()? {
+        for (key, holder) in self.engine.others().await? {
             let by = format!("claimed by {holder}");
             if let Some(m) = key.strip_prefix(MEMBER_KEY) {
                 let mut parts = m.splitn(3, '/');

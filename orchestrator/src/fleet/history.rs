@@ -24,11 +24,11 @@ impl Fleet {
     /// # Errors
     ///
     /// [`Error::State`] without a journal, or one that cannot be read.
-    pub fn history(&self, filter: &HistoryFilter) -> Result<HistoryReport> {
+    pub async fn history(&self, filter: &HistoryFilter) -> Result<HistoryReport> {
         let journal = self
             .journal()
             .ok_or_else(|| Error::State("history needs a state directory (--state-dir)".into()))?;
-        let read = journal.read()?;
+        let read = journal.read().await?;
         let cutoff = filter.since.map(|d| time::OffsetDateTime::now_utc() - d);
         let mut runs = summarize(&read.records);
         runs.retain(|r| {

@@ -168,7 +168,7 @@ impl Fleet {
         let snap = self.read_all().await?;
         let targets = self.resolve_all(&nodes, &snap)?;
         let claimed = match lock {
-            Some(_) => self.claimed_out(&snap)?,
+            Some(_) => self.claimed_out(&snap).await?,
             None => Vec::new(),
         };
         let refusals = self.guard(&targets, &snap, &claimed);
@@ -222,7 +222,7 @@ impl Fleet {
                 warnings,
             });
         }
-        let txn = self.engine.begin_as(&run, &command)?;
+        let txn = self.engine.begin_as(&run, &command).await?;
         txn.apply_or_roll_back(&writes(&targets, &to_drain, AdminState::Drain))
             .await?;
         drop(lock);
@@ -240,7 +240,7 @@ impl Fleet {
                 if let Some(e) = err {
                     return Err(e);
                 }
-                txn.end(EndStatus::Timeout)?;
+                txn.end(EndStatus::Timeout).await?;
                 return Err(Error::Timeout(format!(
                     "timed out after {} waiting for connections to end on {}; {} left draining \
                      (run `lbctl undrain {}` to put it back, or drain again to keep waiting)",
@@ -258,7 +258,7 @@ impl Fleet {
                     .await?;
             }
         }
-        txn.end(EndStatus::Ok)?;
+        txn.end(EndStatus::Ok).await?;
         let fresh = self.read_all().await.ok();
         self.driver_warnings(&targets, &mut warnings);
         Ok(ChangeReport {
@@ -321,10 +321,10 @@ impl Fleet {
                 warnings,
             });
         }
-        let txn = self.engine.begin_as(&run, &command)?;
+        let txn = self.engine.begin_as(&run, &command).await?;
         txn.apply_or_roll_back(&writes(&targets, &to_ready, AdminState::Ready))
             .await?;
-        txn.end(EndStatus::Ok)?;
+        txn.end(EndStatus::Ok).await?;
         drop(lock);
         let mut waited = Duration::ZERO;
         if !opts.no_wait {
@@ -472,7 +472,7 @@ impl Fleet {
         if changed.is_empty() {
             return Ok(());
         }
-        txn.end(EndStatus::Failed)?;
+        txn.end(EndStatus::Failed).await?;
         Err(Error::Failed(format!(
             "changed outside lbctl while lbctl waited for {} to drain: {}; lbctl stopped and \
              changed nothing more{}",

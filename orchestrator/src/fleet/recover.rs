@@ -31,7 +31,7 @@ impl Fleet {
         let _claims = if dry_run {
             ClaimSet::default()
         } else {
-            let (left, _) = leftovers(&journal.records()?);
+            let (left, _) = leftovers(&journal.records().await?);
             let mut keys: Vec<String> = left
                 .iter()
                 .map(|l| match &l.node {
@@ -48,13 +48,13 @@ impl Fleet {
         } else {
             self.engine.lock().await?
         };
-        let read = journal.read()?;
+        let read = journal.read().await?;
         let (left, running) = leftovers(&read.records);
         let mut recovered = Vec::new();
         let txn = if dry_run || left.is_empty() {
             None
         } else {
-            Some(self.engine.begin_as(&run, "recover")?)
+            Some(self.engine.begin_as(&run, "recover").await?)
         };
         let mut failed = Vec::new();
         let mut failed_runs = BTreeSet::new();
@@ -113,13 +113,14 @@ impl Fleet {
             // A run is closed only when all it left was put back; recover's
             // own run always ends (it only restores).
             for id in runs_done.iter().filter(|id| !failed_runs.contains(*id)) {
-                txn.recovered(id)?;
+                txn.recovered(id).await?;
             }
             txn.end(if failed.is_empty() {
                 EndStatus::Ok
             } else {
                 EndStatus::Failed
-            })?;
+            })
+            .await?;
         }
         if !failed.is_empty() {
             return Err(Error::Failed(format!(

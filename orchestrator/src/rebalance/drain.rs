@@ -81,7 +81,7 @@ impl Ctx<'_> {
             };
             let claimed = {
                 let _lock = self.fleet.engine().lock().await?;
-                self.fleet.claimed_out(&snap)?
+                self.fleet.claimed_out(&snap).await?
             };
             let refusals = self.fleet.guard(std::slice::from_ref(&t), &snap, &claimed);
             if !refusals.is_empty() {

@@ -333,7 +333,7 @@ impl Fleet {
         let txn = if opts.dry_run {
             None
         } else {
-            Some(self.engine().begin(&command)?)
+            Some(self.engine().begin(&command).await?)
         };
         let ctx = Ctx {
             fleet: self,
@@ -425,7 +425,7 @@ impl Fleet {
             match &failure {
                 // Whatever is still changed stays recoverable.
                 Some(_) => {}
-                None => txn.end(EndStatus::Ok)?,
+                None => txn.end(EndStatus::Ok).await?,
             }
         }
         if let Some(e) = failure {

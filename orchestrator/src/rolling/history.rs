@@ -62,7 +62,11 @@ impl History {
     /// new run of a plan whose last run stopped half way (neither
     /// `--resume` nor `--restart`); [`Error::State`] for `--resume`
     /// without a journal, or a journal that cannot be read.
-    pub fn load(journal: Option<&Journal>, plan: &Plan, opts: &RollingOptions) -> Result<History> {
+    pub async fn load(
+        journal: Option<&Journal>,
+        plan: &Plan,
+        opts: &RollingOptions,
+    ) -> Result<History> {
         let mut hist = History::default();
         let Some(j) = journal else {
             if opts.resume {
@@ -76,7 +80,7 @@ impl History {
             last,
             resumes: chain_of,
             steps,
-        } = past(&j.records()?, &plan_id(plan));
+        } = past(&j.records().await?, &plan_id(plan));
         if opts.resume {
             let Some(last) = last else {
                 return Err(Error::Usage(format!(
@@ -233,7 +237,7 @@ impl<'j> RunLog<'j> {
     /// # Errors
     ///
     /// [`Error::State`].
-    pub fn start(
+    pub async fn start(
         journal: Option<&'j Journal>,
         plan: &Plan,
         resumes: Option<&str>,
@@ -242,7 +246,7 @@ impl<'j> RunLog<'j> {
             return Ok(RunLog { run: None });
         };
         let plan_id = plan_id(plan);
-        let run = Run::start(j, &format!("rolling --plan {plan_id}"))?;
+        let run = Run::start(j, &format!("rolling --plan {plan_id}")).await?;
         j.append(
             run.id(),
             Event::Rolling {
@@ -250,7 +254,8 @@ impl<'j> RunLog<'j> {
                 resumes: resumes.map(str::to_owned),
             },
             true,
-        )?;
+        )
+        .await?;
         Ok(RunLog {
             run: Some((j, run)),
         })
@@ -267,7 +272,7 @@ impl<'j> RunLog<'j> {
     /// # Errors
     ///
     /// [`Error::State`].
-    pub fn step(
+    pub async fn step(
         &self,
         g: &str,
         n: &str,
@@ -275,7 +280,7 @@ impl<'j> RunLog<'j> {
         status: Status,
         detail: Option<String>,
     ) -> Result<()> {
-        self.append(g, n, step, status, detail)
+        self.append(g, n, step, status, detail).await
     }
 
     /// Records that node `n` of group `g` is back with every step done.
@@ -283,11 +288,11 @@ impl<'j> RunLog<'j> {
     /// # Errors
     ///
     /// [`Error::State`].
-    pub fn node_done(&self, g: &str, n: &str) -> Result<()> {
-        self.append(g, n, Step::Node, Status::Ok, None)
+    pub async fn node_done(&self, g: &str, n: &str) -> Result<()> {
+        self.append(g, n, Step::Node, Status::Ok, None).await
     }
 
-    fn append(
+    async fn append(
         &self,
         g: &str,
         n: &str,
@@ -310,6 +315,7 @@ impl<'j> RunLog<'j> {
             },
             true,
         )
+        .await
     }
 
     /// Ends the run: `ok`, `interrupted` or `failed`.
@@ -317,7 +323,7 @@ impl<'j> RunLog<'j> {
     /// # Errors
     ///
     /// [`Error::State`].
-    pub fn end(&self, result: RunResult) -> Result<()> {
+    pub async fn end(&self, result: RunResult) -> Result<()> {
         let Some((_, run)) = &self.run else {
             return Ok(());
         };
@@ -326,7 +332,7 @@ impl<'j> RunLog<'j> {
             RunResult::Interrupted => EndStatus::Interrupted,
             _ => EndStatus::Failed,
         };
-        run.end(status)
+        run.end(status).await
     }
 }
 
@@ -339,7 +345,7 @@ pub(super) async fn check_no_rebalance_left(fleet: &Fleet) -> std::result::Resul
     let Some(j) = fleet.journal() else {
         return Ok(());
     };
-    let records = j.records().map_err(|e| e.to_string())?;
+    let records = j.records().await.map_err(|e| e.to_string())?;
     let (left, _) = crate::journal::leftovers(&records);
     let left: Vec<_> = left
         .into_iter()

@@ -170,7 +170,7 @@ impl<'a> Rolling<'a> {
     /// [`Error::State`]: crate::Error::State
     pub async fn run(&self) -> Result<RollingReport, RollingError> {
         let members = preflight::check(self.plan, self.fleet).await?;
-        let hist = History::load(self.fleet.journal(), self.plan, &self.opts)?;
+        let hist = History::load(self.fleet.journal(), self.plan, &self.opts).await?;
         let units = steps::steps(self.plan, self.fleet, &hist);
         if self.opts.dry_run {
             let mut rep = self.skeleton(&members, hist.resumes.clone(), None);

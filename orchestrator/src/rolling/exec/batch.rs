@@ -45,7 +45,9 @@ impl Exec<'_> {
                 } else {
                     nodes[0].steps.first().map_or(Step::Gate, |i| i.step)
                 };
-                return self.fail_now(&g.name, names[0], first, None, Fail::new(e.to_string()));
+                return self
+                    .fail_now(&g.name, names[0], first, None, Fail::new(e.to_string()))
+                    .await;
             }
         };
         if g.balanced {
@@ -66,20 +68,22 @@ impl Exec<'_> {
         } else if g.balanced && !passed.is_empty() {
             // Stopped: nothing new begins; they stay out of rotation.
             for n in &passed {
-                let _ = self.fail_now(&g.name, n, Step::Undrain, None, Fail::interrupted());
+                let _ = self
+                    .fail_now(&g.name, n, Step::Undrain, None, Fail::interrupted())
+                    .await;
             }
             failed = true;
         }
         if !g.balanced {
             for n in &passed {
-                self.node_finished(&g.name, n);
+                self.node_finished(&g.name, n).await;
             }
         }
         if failed { Err(Stopped) } else { Ok(()) }
     }
 
-    fn node_finished(&self, g: &str, n: &str) {
-        let _ = self.journal.node_done(g, n);
+    async fn node_finished(&self, g: &str, n: &str) {
+        let _ = self.journal.node_done(g, n).await;
         let mut st = self.st();
         if let Some(i) = st.report.nodes.iter().position(|x| x.node == n) {
             st.report.nodes[i].result = RunResult::Ok;
@@ -117,14 +121,19 @@ impl Exec<'_> {
 
     async fn drain(&self, g: &Group, names: &[&str]) -> StepOutcome {
         if self.stopped() {
-            return self.fail_now(&g.name, names[0], Step::Drain, None, Fail::interrupted());
+            return self
+                .fail_now(&g.name, names[0], Step::Drain, None, Fail::interrupted())
+                .await;
         }
         for n in names {
             if let Err(e) = self
                 .journal
                 .step(&g.name, n, Step::Drain, Status::Started, None)
+                .await
             {
-                return self.fail_now(&g.name, n, Step::Drain, None, Fail::new(e.to_string()));
+                return self
+                    .fail_now(&g.name, n, Step::Drain, None, Fail::new(e.to_string()))
+                    .await;
             }
             self.st().worked.insert(n.to_string());
             self.progress(&g.name, n, Step::Drain, None);
@@ -146,7 +155,7 @@ impl Exec<'_> {
                 ..Done::default()
             }
         });
-        self.each(g, names, Step::Drain, started, took, res)
+        self.each(g, names, Step::Drain, started, took, res).await
     }
 
     async fn undrain(&self, g: &Group, names: &[&str]) -> StepOutcome {
@@ -154,8 +163,11 @@ impl Exec<'_> {
             if let Err(e) = self
                 .journal
                 .step(&g.name, n, Step::Undrain, Status::Started, None)
+                .await
             {
-                return self.fail_now(&g.name, n, Step::Undrain, None, Fail::new(e.to_string()));
+                return self
+                    .fail_now(&g.name, n, Step::Undrain, None, Fail::new(e.to_string()))
+                    .await;
             }
             self.progress(&g.name, n, Step::Undrain, None);
         }
@@ -177,17 +189,17 @@ impl Exec<'_> {
             }
         });
         let ok = res.is_ok();
-        let out = self.each(g, names, Step::Undrain, started, took, res);
+        let out = self.each(g, names, Step::Undrain, started, took, res).await;
         if ok {
             for n in names {
-                self.node_finished(&g.name, n);
+                self.node_finished(&g.name, n).await;
             }
         }
         out
     }
 
     /// Records one drain/undrain outcome for every node it covered.
-    fn each(
+    async fn each(
         &self,
         g: &Group,
         names: &[&str],
@@ -216,7 +228,7 @@ impl Exec<'_> {
                     done: Done::default(),
                 }),
             };
-            if self.record(&g.name, n, s, &r).is_err() {
+            if self.record(&g.name, n, s, &r).await.is_err() {
                 return Err(Stopped);
             }
         }

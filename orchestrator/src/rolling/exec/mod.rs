@@ -54,7 +54,7 @@ pub(super) async fn run(
     if let Some(z) = &zdu {
         z.check_ready(r.opts.resume).await?;
     }
-    let runlog = RunLog::start(journal, r.plan, hist.resumes.as_deref())?;
+    let runlog = RunLog::start(journal, r.plan, hist.resumes.as_deref()).await?;
     let run_id = runlog.id().map_or_else(
         || format!("{}-{}", now_rfc3339().replace(':', ""), std::process::id()),
         str::to_string,
@@ -227,7 +227,7 @@ impl Exec<'_> {
 
     /// Records a finished step in the report (a node's, or the plan's when
     /// `node` is empty), the journal and the progress display.
-    fn record(
+    async fn record(
         &self,
         g: &str,
         n: &str,
@@ -263,7 +263,7 @@ impl Exec<'_> {
                 )
             }
         };
-        self.journal.step(g, n, s.step, status, detail)?;
+        self.journal.step(g, n, s.step, status, detail).await?;
         {
             let mut st = self.st();
             if let Err(f) = res
@@ -313,10 +313,14 @@ impl Exec<'_> {
         F: std::future::Future<Output = Result<Done, Fail>>,
     {
         if self.stopped() {
-            return self.fail_now(g, n, step, command, Fail::interrupted());
+            return self
+                .fail_now(g, n, step, command, Fail::interrupted())
+                .await;
         }
-        if let Err(e) = self.journal.step(g, n, step, Status::Started, None) {
-            return self.fail_now(g, n, step, command, Fail::new(e.to_string()));
+        if let Err(e) = self.journal.step(g, n, step, Status::Started, None).await {
+            return self
+                .fail_now(g, n, step, command, Fail::new(e.to_string()))
+                .await;
         }
         if (step == Step::Upgrade || step == Step::FirstNode) && !n.is_empty() {
             self.st().upgrade_began = true;
@@ -343,14 +347,14 @@ impl Exec<'_> {
             }
         }
         let failed = res.is_err();
-        if let Err(e) = self.record(g, n, s, &res) {
+        if let Err(e) = self.record(g, n, s, &res).await {
             tracing::warn!("cannot journal: {e}");
             return Err(Stopped);
         }
         if failed { Err(Stopped) } else { Ok(()) }
     }
 
-    fn fail_now(
+    async fn fail_now(
         &self,
         g: &str,
         n: &str,
@@ -359,7 +363,7 @@ impl Exec<'_> {
         f: Fail,
     ) -> StepOutcome {
         let s = StepReport::new(step, command, StepResult::Failed);
-        let _ = self.record(g, n, s, &Err(f));
+        let _ = self.record(g, n, s, &Err(f)).await;
         Err(Stopped)
     }
 
@@ -388,7 +392,7 @@ impl Exec<'_> {
             (false, Some(true)) => RunResult::Interrupted,
             _ => RunResult::Failed,
         };
-        self.journal.end(result)?;
+        self.journal.end(result).await?;
         let mut st = self.st();
         let elapsed = self.started.elapsed();
         let nodes = st.worked.len();
@@ -622,7 +626,8 @@ impl Exec<'_> {
         };
         let _ = self
             .journal
-            .step("", "", Step::ZduCancel, status, s.message.clone());
+            .step("", "", Step::ZduCancel, status, s.message.clone())
+            .await;
         self.st().report.steps.push(s);
     }
 }

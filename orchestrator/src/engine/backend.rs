@@ -1,0 +1,128 @@
+//! The coordination backend: where runs are journaled, claims held and
+//! the guard's critical section taken. One trait, two implementations:
+//! files in the state directory ([`super::file`], the default, shared by
+//! the lbctl processes of one machine) and etcd ([`super::etcd`], shared
+//! by every machine that names the same endpoints and prefix).
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::records::Record;
+use crate::error::Result;
+
+/// What reading the journal found.
+#[derive(Debug, Clone, Default)]
+pub struct Read {
+    /// Every record that could be read, in order.
+    pub records: Vec<Record>,
+    /// Records (lines, keys) that could not be read, and were skipped.
+    pub skipped: usize,
+}
+
+/// Who holds a claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    /// The run (its journal id).
+    pub run: String,
+    /// The command, e.g. `drain node2`.
+    pub command: String,
+    /// The user.
+    pub user: String,
+    /// The machine.
+    pub host: String,
+    /// The process.
+    pub pid: u32,
+    /// Since when (RFC 3339).
+    pub since: String,
+    /// Why (`--reason`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "run {} (`{}`) of {}@{} pid {} since {}",
+            self.run, self.command, self.user, self.host, self.pid, self.since
+        )?;
+        if let Some(r) = &self.reason {
+            write!(f, ", reason: {r:?}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Something a backend keeps alive while it is held: a locked file, a key
+/// bound to a lease.
+pub type Token = Arc<dyn Any + Send + Sync>;
+
+/// Claims held by this process; released when dropped.
+#[derive(Default)]
+pub struct ClaimSet {
+    pub(crate) held: Vec<Token>,
+    pub(crate) keys: Vec<String>,
+}
+
+impl fmt::Debug for ClaimSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClaimSet")
+            .field("keys", &self.keys)
+            .finish()
+    }
+}
+
+/// Holds the guard's critical section until dropped.
+pub struct LockGuard {
+    pub(crate) _token: Box<dyn Any + Send + Sync>,
+}
+
+impl fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LockGuard")
+    }
+}
+
+/// A claim another run holds: its key and holder.
+pub type Claimed = (String, Holder);
+
+/// Where runs are journaled and claims held.
+#[async_trait]
+pub trait Coordination: Send + Sync + fmt::Debug {
+    /// Where, for messages: `state directory /var/lib/lbctl`, `etcd
+    /// http://127.0.0.1:2379 prefix /lbctl`.
+    fn describe(&self) -> String;
+
+    /// Appends records, in order; with `sync`, durable before it returns.
+    async fn append(&self, records: &[Record], sync: bool) -> Result<()>;
+
+    /// Makes every record appended so far durable.
+    async fn sync(&self) -> Result<()>;
+
+    /// Every record, in order, and how many could not be read.
+    async fn read(&self) -> Result<Read>;
+
+    /// Enters the critical section in which claims are taken and listed
+    /// and the guard decides, waiting up to `timeout`.
+    async fn lock(&self, timeout: Duration) -> Result<LockGuard>;
+
+    /// Tries once (under [`lock`](Self::lock)) to claim every key: all of
+    /// them, or none and the first key another run holds, with its holder.
+    async fn try_claim(
+        &self,
+        keys: &[String],
+        holder: &Holder,
+    ) -> Result<std::result::Result<ClaimSet, (String, Option<Holder>)>>;
+
+    /// The claims other processes hold now (under [`lock`](Self::lock)).
+    async fn others(&self) -> Result<Vec<Claimed>>;
+
+    /// Fencing, before a write to a balancer: `claims` are still this
+    /// process's (for etcd: its lease lives and the keys are its own).
+    async fn check(&self, claims: &[String]) -> Result<()>;
+}

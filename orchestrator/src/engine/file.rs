@@ -1,0 +1,222 @@
+//! The file backend (the default): in the state directory,
+//! `journal.jsonl` (one JSON record a line, fsync'd before the change it
+//! announces), `lock` (the critical section, `flock`) and `claims/` (one
+//! locked file per claimed node).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read as _, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::backend::{ClaimSet, Claimed, Coordination, Holder, LockGuard, Read};
+use super::claims::Claims;
+use super::records::Record;
+use crate::error::{Error, Result};
+
+/// Ends a torn last line (a crash or a full disk mid-write) with a newline,
+/// so that the next record starts a line of its own and stays readable.
+fn repair(path: &Path, mut file: &File) -> Result<()> {
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if len == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8];
+    let torn = File::open(path)
+        .and_then(|mut f| {
+            f.seek(SeekFrom::End(-1))?;
+            f.read_exact(&mut last)
+        })
+        .map(|()| last[0] != b'\n')
+        .unwrap_or(false);
+    if torn {
+        tracing::warn!(
+            "journal {}: ends in a torn line; starting a new one",
+            path.display()
+        );
+        file.write_all(b"\n")
+            .map_err(|e| Error::State(format!("cannot repair journal {}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// Journal, lock and claims in a state directory.
+#[derive(Debug)]
+pub struct FileBackend {
+    dir: PathBuf,
+    file: Mutex<File>,
+    claims: Claims,
+}
+
+impl FileBackend {
+    /// Opens (creating) the state directory `dir` and its journal.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::State`] naming the path.
+    pub fn open(dir: &Path) -> Result<FileBackend> {
+        fs::create_dir_all(dir)
+            .map_err(|e| Error::State(format!("cannot create state dir {}: {e}", dir.display())))?;
+        let path = dir.join("journal.jsonl");
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::State(format!("cannot open journal {}: {e}", path.display())))?;
+        repair(&path, &file)?;
+        Ok(FileBackend {
+            dir: dir.to_owned(),
+            file: Mutex::new(file),
+            claims: Claims::new(dir),
+        })
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("journal.jsonl")
+    }
+
+    /// Every record, in order, and how many lines could not be read: a
+    /// torn line (a crash or a full disk mid-write), bytes that are not
+    /// UTF-8, or JSON that is not a record. Each is skipped, alone: the
+    /// lines after it are read.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::State`].
+    fn read_now(&self) -> Result<Read> {
+        let bytes = fs::read(self.path()).map_err(|e| {
+            Error::State(format!(
+                "cannot read journal {}: {e}",
+                self.path().display()
+            ))
+        })?;
+        let mut out = Read::default();
+        for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            match std::str::from_utf8(line)
+                .map_err(|e| e.to_string())
+                .and_then(|l| serde_json::from_str::<Record>(l).map_err(|e| e.to_string()))
+            {
+                Ok(r) => out.records.push(r),
+                Err(e) => {
+                    tracing::warn!(
+                        "journal {} line {}: skipped, unreadable: {e}",
+                        self.path().display(),
+                        i + 1
+                    );
+                    out.skipped += 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Coordination for FileBackend {
+    fn describe(&self) -> String {
+        format!("state directory {}", self.dir.display())
+    }
+
+    async fn append(&self, records: &[Record], sync: bool) -> Result<()> {
+        let mut text = String::new();
+        for r in records {
+            text.push_str(&serde_json::to_string(r).expect("records serialize"));
+            text.push('\n');
+        }
+        let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        f.write_all(text.as_bytes())
+            .and_then(|()| if sync { f.sync_data() } else { Ok(()) })
+            .map_err(|e| {
+                Error::State(format!(
+                    "cannot write journal {}: {e}",
+                    self.path().display()
+                ))
+            })
+    }
+
+    async fn sync(&self) -> Result<()> {
+        let f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        f.sync_data().map_err(|e| {
+            Error::State(format!(
+                "cannot sync journal {}: {e}",
+                self.path().display()
+            ))
+        })
+    }
+
+    async fn read(&self) -> Result<Read> {
+        self.read_now()
+    }
+
+    async fn lock(&self, timeout: Duration) -> Result<LockGuard> {
+        lock_file(&self.dir, "lock", "another lbctl", timeout).await
+    }
+
+    async fn try_claim(
+        &self,
+        keys: &[String],
+        holder: &Holder,
+    ) -> Result<std::result::Result<ClaimSet, (String, Option<Holder>)>> {
+        self.claims.try_claim(keys, holder)
+    }
+
+    async fn others(&self) -> Result<Vec<Claimed>> {
+        self.claims.others()
+    }
+
+    async fn check(&self, _claims: &[String]) -> Result<()> {
+        // A claim file stays locked while this process lives.
+        Ok(())
+    }
+}
+
+/// Takes the advisory lock on the file `name` of the state directory
+/// (`who` says in messages what holds it), waiting up to `timeout`.
+///
+/// # Errors
+///
+/// [`Error::State`] saying who holds it, when the wait runs out.
+pub async fn lock_file(dir: &Path, name: &str, who: &str, timeout: Duration) -> Result<LockGuard> {
+    let path = dir.join(name);
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::State(format!("cannot open lock {}: {e}", path.display())))?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match f.try_lock() {
+            Ok(()) => {
+                let mut f = f;
+                let _ = f.set_len(0);
+                let _ = writeln!(f, "{}", std::process::id());
+                return Ok(LockGuard {
+                    _token: Box::new(f),
+                });
+            }
+            Err(fs::TryLockError::WouldBlock) => {}
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(Error::State(format!("cannot lock {}: {e}", path.display())));
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let holder = fs::read_to_string(&path).unwrap_or_default();
+            return Err(Error::State(format!(
+                "{who} (pid {}) holds the lock {} and did not release it within {}; \
+                 try again later or raise --lock-timeout",
+                holder.trim(),
+                path.display(),
+                crate::duration::format_duration(timeout)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
