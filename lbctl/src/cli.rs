@@ -46,7 +46,7 @@ pub struct Args {
     )]
     config: Option<PathBuf>,
     /// Where the journal and the lock live [default:
-    /// $XDG_STATE_HOME/lbctl or ~/.local/state/lbctl]
+    /// /var/lib/lbctl, shared by the machine's users]
     #[arg(
         long,
         global = true,
@@ -377,7 +377,9 @@ async fn run(args: Args, out: Output) -> Result<u8, CliError> {
                 let _ = tx.send(true);
             },
         );
-        let res = fleet(&args, &out)?.rebalance_until(&opts, stop).await;
+        let f = fleet(&args, &out)?;
+        let res = f.rebalance_until(&opts, stop).await;
+        f.close().await;
         signals.abort();
         let report = res?;
         render::rebalance(&out, &report);
@@ -418,7 +420,10 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
                 force: *force,
                 dry_run: *dry_run,
             };
-            let report = fleet(&args, &out)?.drain(nodes, &opts).await?;
+            let f = fleet(&args, &out)?;
+            let res = f.drain(nodes, &opts).await;
+            f.close().await;
+            let report = res?;
             render::change(&out, &report);
             Ok(())
         }
@@ -433,7 +438,10 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
                 no_wait: *no_wait,
                 dry_run: *dry_run,
             };
-            let report = fleet(&args, &out)?.undrain(nodes, &opts).await?;
+            let f = fleet(&args, &out)?;
+            let res = f.undrain(nodes, &opts).await;
+            f.close().await;
+            let report = res?;
             render::change(&out, &report);
             Ok(())
         }
@@ -472,6 +480,7 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
                 move || stop.stop(),
             );
             let res = rolling.run().await;
+            fleet.close().await;
             signals.abort();
             if let Some(d) = &display {
                 d.done();
@@ -481,7 +490,10 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
             Ok(())
         }
         Command::Recover { dry_run } => {
-            let report = fleet(&args, &out)?.recover(*dry_run).await?;
+            let f = fleet(&args, &out)?;
+            let res = f.recover(*dry_run).await;
+            f.close().await;
+            let report = res?;
             render::recover(&out, &report);
             Ok(())
         }
@@ -490,7 +502,10 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
                 node: node.clone(),
                 since: *since,
             };
-            let report = fleet(&args, &out)?.history(&filter).await?;
+            let f = fleet(&args, &out)?;
+            let res = f.history(&filter).await;
+            f.close().await;
+            let report = res?;
             render::history(&out, &report);
             Ok(())
         }

@@ -175,7 +175,9 @@ fn empty_env_vars_count_as_unset_and_an_empty_flag_is_exit_2() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["nodes"][0]["node"], "node1");
-    assert!(home.join(".local/state/lbctl").is_dir());
+    // The default, shared by every user of the machine.
+    assert!(std::path::Path::new("/var/lib/lbctl/journal.jsonl").is_file());
+    assert!(!home.join(".local/state/lbctl").exists());
     for flag in ["--config", "--state-dir"] {
         let out = run(&["status", flag, ""]);
         assert_eq!(out.status.code(), Some(2));

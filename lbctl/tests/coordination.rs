@@ -234,3 +234,41 @@ fn history_lists_who_changed_what_and_why() {
         "{t}"
     );
 }
+
+#[test]
+fn twenty_lbctl_draining_twenty_nodes_of_a_pool_of_thirty_keep_min_active() {
+    let backends = Backend::start_many(30);
+    let hap = Haproxy::start(&Pools::new().pool("app", &backends));
+    let env = Env::new(&inventory(&backends, &hap, 25));
+    let t = Instant::now();
+    let children: Vec<_> = (1..=20)
+        .map(|i| {
+            let node = format!("node{i}");
+            env.cmd(&["drain", &node, "--no-wait", "--lock-timeout", "30s"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let codes: Vec<Option<i32>> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap().status.code())
+        .collect();
+    let took = t.elapsed();
+    let ready = (1..=30)
+        .filter(|i| admin_bits(&hap, &format!("node{i}")) == 0)
+        .count();
+    assert_eq!(ready, 25, "exactly five drained, 25 ready: {codes:?}");
+    assert_eq!(
+        codes.iter().filter(|c| **c == Some(0)).count(),
+        5,
+        "{codes:?}"
+    );
+    assert_eq!(
+        codes.iter().filter(|c| **c == Some(4)).count(),
+        15,
+        "the guard refused the others: {codes:?}"
+    );
+    eprintln!("20 concurrent drains of a pool of 30 (min_active 25) took {took:?}");
+}

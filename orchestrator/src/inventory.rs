@@ -31,6 +31,23 @@ pub struct Inventory {
     /// The nodes, by name.
     #[serde(default)]
     pub nodes: BTreeMap<String, NodeConfig>,
+    /// Where runs are journaled and claims held (default: files in the
+    /// state directory).
+    #[serde(default)]
+    pub coordination: CoordinationConfig,
+}
+
+/// `[coordination]`: `backend = "file"` (the default: the state
+/// directory) or `backend = "etcd"` with its settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(tag = "backend", rename_all = "lowercase")]
+pub enum CoordinationConfig {
+    /// Files in the state directory, shared by the lbctl processes that use
+    /// that directory.
+    #[default]
+    File,
+    /// etcd, shared by every lbctl on every machine that names it.
+    Etcd(Box<crate::engine::EtcdConfig>),
 }
 
 /// `[defaults]`.
@@ -373,6 +390,47 @@ address = "10.0.0.2:8080"
             .unwrap_err()
             .to_string();
         assert!(e.contains("f5") && e.contains("haproxy"), "{e}");
+    }
+
+    #[test]
+    fn coordination_is_file_by_default_or_etcd_with_checked_keys() {
+        let inv = Inventory::parse(FULL).unwrap();
+        assert!(matches!(inv.coordination, CoordinationConfig::File));
+        let etcd = "[coordination]\nbackend = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/lbctl/prod\"\nlease_ttl = \"5s\"\n";
+        let inv = Inventory::parse(etcd).unwrap();
+        let CoordinationConfig::Etcd(cfg) = &inv.coordination else {
+            panic!("{:?}", inv.coordination)
+        };
+        assert_eq!(cfg.lease_ttl, Some(Duration::from_secs(5)));
+        crate::engine::EtcdBackend::new((**cfg).clone()).unwrap();
+        let e = Inventory::parse(&etcd.replace("lease_ttl", "lease_tll"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lease_tll"), "{e}");
+        let e = Inventory::parse("[coordination]\nbackend = \"zookeeper\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("zookeeper") && e.contains("etcd"), "{e}");
+        for (bad, says) in [
+            (
+                etcd.replace("http://127.0.0.1:2379", "127.0.0.1:2379"),
+                "http://",
+            ),
+            (etcd.replace("/lbctl/prod", "lbctl"), "prefix"),
+            (
+                format!("{etcd}password_env = \"LBCTL_TEST_UNSET_VARIABLE\"\nusername = \"u\"\n"),
+                "LBCTL_TEST_UNSET_VARIABLE",
+            ),
+        ] {
+            let inv = Inventory::parse(&bad).unwrap();
+            let CoordinationConfig::Etcd(cfg) = inv.coordination else {
+                panic!()
+            };
+            let e = crate::engine::EtcdBackend::new(*cfg)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("[coordination]") && e.contains(says), "{e}");
+        }
     }
 
     #[test]

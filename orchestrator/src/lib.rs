@@ -14,6 +14,7 @@ pub mod rolling;
 mod wait;
 
 use std::path::Path;
+use std::sync::Arc;
 
 pub use duration::{format_duration, parse_duration};
 pub use error::{Error, ExitCode, Result};
@@ -65,6 +66,9 @@ impl Fleet {
         }
         if let Some(dir) = state_dir {
             b = b.state_dir(dir);
+        }
+        if let inventory::CoordinationConfig::Etcd(cfg) = &inv.coordination {
+            b = b.coordination(Arc::new(engine::EtcdBackend::new((**cfg).clone())?));
         }
         Ok(b)
     }

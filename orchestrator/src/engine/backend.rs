@@ -122,7 +122,12 @@ pub trait Coordination: Send + Sync + fmt::Debug {
     /// The claims other processes hold now (under [`lock`](Self::lock)).
     async fn others(&self) -> Result<Vec<Claimed>>;
 
-    /// Fencing, before a write to a balancer: `claims` are still this
-    /// process's (for etcd: its lease lives and the keys are its own).
-    async fn check(&self, claims: &[String]) -> Result<()>;
+    /// Fencing, before a write to a balancer: the claims this process
+    /// holds are still its own (for etcd: its lease lives and each claim
+    /// key is the lease's).
+    async fn check(&self) -> Result<()>;
+
+    /// Gives back what this process holds (for etcd: revokes its lease, so
+    /// its lock and claims go at once rather than when the lease expires).
+    async fn close(&self) {}
 }

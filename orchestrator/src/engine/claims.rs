@@ -45,13 +45,15 @@ fn file_name(key: &str) -> String {
 }
 
 fn open(path: &Path) -> Result<File> {
-    OpenOptions::new()
+    let f = OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
         .open(path)
-        .map_err(|e| Error::State(format!("cannot open claim {}: {e}", path.display())))
+        .map_err(|e| Error::State(format!("cannot open claim {}: {e}", path.display())))?;
+    super::file::shared_file(path);
+    Ok(f)
 }
 
 fn holder_of(path: &Path) -> Option<Holder> {
@@ -83,8 +85,7 @@ impl Claims {
         keys: &[String],
         holder: &Holder,
     ) -> Result<std::result::Result<ClaimSet, (String, Option<Holder>)>> {
-        fs::create_dir_all(&self.dir)
-            .map_err(|e| Error::State(format!("cannot create {}: {e}", self.dir.display())))?;
+        super::file::shared_dir(&self.dir)?;
         let mut set = ClaimSet::default();
         let mut fresh = Vec::new();
         for key in keys {

@@ -57,14 +57,14 @@ impl FileBackend {
     ///
     /// [`Error::State`] naming the path.
     pub fn open(dir: &Path) -> Result<FileBackend> {
-        fs::create_dir_all(dir)
-            .map_err(|e| Error::State(format!("cannot create state dir {}: {e}", dir.display())))?;
+        shared_dir(dir)?;
         let path = dir.join("journal.jsonl");
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(|e| Error::State(format!("cannot open journal {}: {e}", path.display())))?;
+        shared_file(&path);
         repair(&path, &file)?;
         Ok(FileBackend {
             dir: dir.to_owned(),
@@ -170,7 +170,7 @@ impl Coordination for FileBackend {
         self.claims.others()
     }
 
-    async fn check(&self, _claims: &[String]) -> Result<()> {
+    async fn check(&self) -> Result<()> {
         // A claim file stays locked while this process lives.
         Ok(())
     }
@@ -191,6 +191,7 @@ pub async fn lock_file(dir: &Path, name: &str, who: &str, timeout: Duration) -> 
         .write(true)
         .open(&path)
         .map_err(|e| Error::State(format!("cannot open lock {}: {e}", path.display())))?;
+    shared_file(&path);
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         match f.try_lock() {
@@ -218,5 +219,41 @@ pub async fn lock_file(dir: &Path, name: &str, who: &str, timeout: Duration) -> 
             )));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Creates `dir` (and its parents) for every user of its group: the
+/// directories lbctl creates are group-writable and set-group-id, so the
+/// files in them belong to that group.
+pub(crate) fn shared_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o2775)
+        .create(dir)
+        .map_err(|e| {
+            Error::State(format!(
+                "cannot create state dir {}: {e} (create it once for the operators' group: \
+                 `install -d -m 2775 -g GROUP {}`, or choose another with --state-dir)",
+                dir.display(),
+                dir.display()
+            ))
+        })?;
+    // The umask may have taken the group's write and set-group-id bits.
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o2775));
+    Ok(())
+}
+
+/// Makes a file lbctl created writable by its group (what the umask took).
+pub(crate) fn shared_file(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = fs::metadata(path)
+        && m.permissions().mode() & 0o020 == 0
+    {
+        // Only the owner may; another user's file stays as it is.
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o664));
     }
 }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::file::{FileBackend, lock_file};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 pub use super::backend::{Coordination, LockGuard, Read};
 
@@ -31,15 +31,14 @@ pub struct Journal {
     backend: Arc<dyn Coordination>,
 }
 
-/// The default state directory: `$XDG_STATE_HOME/lbctl`, else
-/// `~/.local/state/lbctl` (lbctl reads `--state-dir` and
-/// `LBCTL_STATE_DIR` itself, before it falls back to this).
+/// The default state directory, `/var/lib/lbctl`: one per machine, so
+/// that every user's lbctl on it shares the journal, the lock and the
+/// claims. lbctl creates it (as root) group-writable with the set-group-id
+/// bit, and its files group-writable: operators of one group share it
+/// (`install -d -m 2775 -g GROUP /var/lib/lbctl` once). `--state-dir` or
+/// `LBCTL_STATE_DIR` choose another.
 pub fn default_state_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d).join("lbctl");
-    }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
-    PathBuf::from(home).join(".local/state/lbctl")
+    PathBuf::from("/var/lib/lbctl")
 }
 
 pub(crate) fn now_rfc3339() -> String {
@@ -53,7 +52,7 @@ impl Journal {
     ///
     /// # Errors
     ///
-    /// [`Error::State`] naming the path.
+    /// [`Error::State`](crate::Error::State) naming the path.
     pub fn open(dir: &Path) -> Result<Journal> {
         Ok(Journal {
             dir: dir.to_owned(),
@@ -65,10 +64,9 @@ impl Journal {
     ///
     /// # Errors
     ///
-    /// [`Error::State`] when `dir` cannot be created.
+    /// [`Error::State`](crate::Error::State) when `dir` cannot be created.
     pub fn with_backend(dir: &Path, backend: Arc<dyn Coordination>) -> Result<Journal> {
-        fs::create_dir_all(dir)
-            .map_err(|e| Error::State(format!("cannot create state dir {}: {e}", dir.display())))?;
+        super::file::shared_dir(dir)?;
         Ok(Journal {
             dir: dir.to_owned(),
             backend,
@@ -95,7 +93,7 @@ impl Journal {
     ///
     /// # Errors
     ///
-    /// [`Error::State`].
+    /// [`Error::State`](crate::Error::State).
     pub async fn append(&self, run: &str, event: Event, sync: bool) -> Result<()> {
         let rec = Record {
             ts: now_rfc3339(),
@@ -110,7 +108,7 @@ impl Journal {
     ///
     /// # Errors
     ///
-    /// [`Error::State`].
+    /// [`Error::State`](crate::Error::State).
     pub async fn records(&self) -> Result<Vec<Record>> {
         Ok(self.read().await?.records)
     }
@@ -121,7 +119,7 @@ impl Journal {
     ///
     /// # Errors
     ///
-    /// [`Error::State`].
+    /// [`Error::State`](crate::Error::State).
     pub async fn read(&self) -> Result<Read> {
         self.backend.read().await
     }
@@ -130,7 +128,7 @@ impl Journal {
     ///
     /// # Errors
     ///
-    /// [`Error::State`] saying who holds it, when the wait runs out.
+    /// [`Error::State`](crate::Error::State) saying who holds it, when the wait runs out.
     pub async fn lock(&self, timeout: Duration) -> Result<LockGuard> {
         self.backend.lock(timeout).await
     }
@@ -141,7 +139,7 @@ impl Journal {
     ///
     /// # Errors
     ///
-    /// [`Error::State`] saying who holds it, when the wait runs out.
+    /// [`Error::State`](crate::Error::State) saying who holds it, when the wait runs out.
     pub async fn lock_file(&self, name: &str, who: &str, timeout: Duration) -> Result<LockGuard> {
         lock_file(&self.dir, name, who, timeout).await
     }
@@ -160,7 +158,7 @@ impl<'a> Run<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::State`].
+    /// [`Error::State`](crate::Error::State).
     pub async fn start(journal: &'a Journal, command: &str) -> Result<Run<'a>> {
         Run::start_as(journal, &new_run_id(), command, None).await
     }
@@ -170,7 +168,7 @@ impl<'a> Run<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::State`].
+    /// [`Error::State`](crate::Error::State).
     pub async fn start_as(
         journal: &'a Journal,
         id: &str,
@@ -208,7 +206,7 @@ impl<'a> Run<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::State`].
+    /// [`Error::State`](crate::Error::State).
     pub async fn intent(
         &self,
         node: Option<&str>,
@@ -238,7 +236,7 @@ impl<'a> Run<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::State`].
+    /// [`Error::State`](crate::Error::State).
     pub async fn done(
         &self,
         seq: u64,
@@ -258,7 +256,7 @@ impl<'a> Run<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::State`].
+    /// [`Error::State`](crate::Error::State).
     pub async fn end(&self, status: EndStatus) -> Result<()> {
         self.journal
             .append(
@@ -276,7 +274,7 @@ impl<'a> Run<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::State`].
+    /// [`Error::State`](crate::Error::State).
     pub async fn recovered(&self, other: &str) -> Result<()> {
         self.journal
             .append(
@@ -297,7 +295,7 @@ impl<'a> Run<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::State`].
+    /// [`Error::State`](crate::Error::State).
     pub async fn sync(&self) -> Result<()> {
         self.journal.backend.sync().await
     }

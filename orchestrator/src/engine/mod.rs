@@ -6,6 +6,7 @@
 
 mod backend;
 mod claims;
+mod etcd;
 mod file;
 pub mod journal;
 mod records;
@@ -21,6 +22,7 @@ use crate::error::{Error, Result};
 use journal::{Identity, Journal, LockGuard, new_run_id, now_rfc3339};
 
 pub use backend::{ClaimSet, Claimed, Coordination, Holder, Read};
+pub use etcd::{EtcdBackend, EtcdConfig};
 pub use file::FileBackend;
 pub use txn::{Transaction, Write};
 
@@ -200,15 +202,24 @@ impl Engine {
         }
     }
 
-    /// Fencing before a write: `claims` are still this process's.
+    /// Fencing before a write: the claims this process holds are still
+    /// its own.
     ///
     /// # Errors
     ///
     /// [`Error::State`] when they are not (or the backend cannot say).
-    pub async fn check(&self, claims: &[String]) -> Result<()> {
+    pub async fn check(&self) -> Result<()> {
         match &self.journal {
-            Some(j) => j.backend().check(claims).await,
+            Some(j) => j.backend().check().await,
             None => Ok(()),
+        }
+    }
+
+    /// Gives back what this process holds in the backend (lbctl calls it
+    /// once a command is done).
+    pub async fn close(&self) {
+        if let Some(j) = &self.journal {
+            j.backend().close().await;
         }
     }
 }

@@ -96,6 +96,9 @@ impl<'e> Transaction<'e> {
     /// [`Error::State`] when the journal cannot be written (before any
     /// change is made, when it is an intent).
     pub async fn apply(&self, writes: &[Write]) -> Result<Vec<lb_core::Result<Change>>> {
+        // Fencing: nothing is written unless this run's claims are still
+        // its own.
+        self.engine.check().await?;
         let mut seqs = Vec::new();
         let mut changes = Vec::new();
         for w in writes {

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use lb_core::{Balancer, Member, MemberRef};
 
+use crate::engine::Coordination;
 use crate::engine::journal::{Journal, Value};
 use crate::engine::{Engine, Snapshot, Write};
 use crate::error::{Error, Result};
@@ -148,6 +149,7 @@ pub struct FleetBuilder {
     state_dir: Option<PathBuf>,
     progress: Option<Arc<dyn Progress>>,
     reason: Option<String>,
+    coordination: Option<Arc<dyn Coordination>>,
 }
 
 impl FleetBuilder {
@@ -184,6 +186,14 @@ impl FleetBuilder {
     /// not kept apart).
     pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.state_dir = Some(dir.into());
+        self
+    }
+
+    /// Journals runs and holds claims in `backend` (etcd, say) instead of
+    /// files in the state directory; the state directory still holds this
+    /// machine's own files (hook logs).
+    pub fn coordination(mut self, backend: Arc<dyn Coordination>) -> Self {
+        self.coordination = Some(backend);
         self
     }
 
@@ -240,7 +250,18 @@ impl FleetBuilder {
         if self.settings.poll_interval.is_zero() {
             return Err(Error::Config("poll_interval must be more than 0".into()));
         }
-        let journal = self.state_dir.as_deref().map(Journal::open).transpose()?;
+        let journal = match (self.state_dir.as_deref(), self.coordination) {
+            (Some(dir), None) => Some(Journal::open(dir)?),
+            (Some(dir), Some(backend)) => Some(Journal::with_backend(dir, backend)?),
+            (None, Some(_)) => {
+                return Err(Error::Config(
+                    "a coordination backend needs a state directory too (for this machine's \
+                     hook logs)"
+                        .into(),
+                ));
+            }
+            (None, None) => None,
+        };
         Ok(Fleet {
             engine: Engine::new(self.balancers, journal, self.settings.lock_timeout)
                 .with_reason(self.reason),
@@ -301,6 +322,13 @@ impl Fleet {
     /// The settings.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Gives back what this process holds in the coordination backend
+    /// (for etcd: revokes its lease, so its lock and claims go at once).
+    /// Call it once the commands are done.
+    pub async fn close(&self) {
+        self.engine.close().await;
     }
 
     /// The journal, when the fleet keeps one.
