@@ -52,7 +52,7 @@ fn open(path: &Path) -> Result<File> {
         .write(true)
         .open(path)
         .map_err(|e| Error::State(format!("cannot open claim {}: {e}", path.display())))?;
-    super::file::shared_file(path);
+    super::shared::shared_file(path);
     Ok(f)
 }
 
@@ -85,7 +85,7 @@ impl Claims {
         keys: &[String],
         holder: &Holder,
     ) -> Result<std::result::Result<ClaimSet, (String, Option<Holder>)>> {
-        super::file::shared_dir(&self.dir)?;
+        super::shared::shared_dir(&self.dir)?;
         let mut set = ClaimSet::default();
         let mut fresh = Vec::new();
         for key in keys {

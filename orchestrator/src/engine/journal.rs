@@ -66,7 +66,7 @@ impl Journal {
     ///
     /// [`Error::State`](crate::Error::State) when `dir` cannot be created.
     pub fn with_backend(dir: &Path, backend: Arc<dyn Coordination>) -> Result<Journal> {
-        super::file::shared_dir(dir)?;
+        super::shared::shared_dir(dir)?;
         Ok(Journal {
             dir: dir.to_owned(),
             backend,

@@ -10,6 +10,7 @@ mod etcd;
 mod file;
 pub mod journal;
 mod records;
+mod shared;
 mod txn;
 
 use std::sync::Arc;
