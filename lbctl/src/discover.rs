@@ -363,7 +363,8 @@ fn name_for(g: &Group, snap: &Snapshot) -> String {
             None => votes.push((name, 1)),
         }
     }
-    if let Some((n, _)) = votes.iter().max_by_key(|(_, c)| *c) {
+    // The most votes; on a tie, the first balancer's name.
+    if let Some((n, _)) = votes.iter().rev().max_by_key(|(_, c)| *c) {
         return (*n).to_string();
     }
     g.address
