@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use orchestrator::journal::{Event, Record, Step, StepStatus, Value, leftovers};
+use lb_core::AdminState;
+use orchestrator::journal::{Event, Record, Step, StepStatus, Value, process_lives};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -32,39 +33,44 @@ impl RunInProgress {
     }
 }
 
-/// The runs in progress in `records`: those [`leftovers`] finds busy
-/// (started, not ended, their process alive on this machine). This is the
-/// one place the watch reads runs from, so claims kept elsewhere can be
-/// added here.
+/// The runs in progress in `records`: started, not ended, and their
+/// process alive on this machine. This is the one place the watch reads
+/// runs from, so claims kept elsewhere can be added here.
+///
+/// A run's claims are the nodes it holds out of rotation: for a rolling
+/// run, the nodes whose `drain` step began and that are not done yet; for
+/// others, the nodes whose last state change in the run was not `ready`.
 pub fn in_progress(records: &[Record]) -> Vec<RunInProgress> {
-    let (_, busy) = leftovers(records);
-    let busy: Vec<&str> = busy
-        .iter()
-        .map(|b| b.split_once(' ').map_or(b.as_str(), |(id, _)| id))
-        .collect();
     let mut runs: BTreeMap<&str, RunInProgress> = BTreeMap::new();
     let mut order = Vec::new();
-    // The last state each (node, member) of a run was set to.
-    let mut last: BTreeMap<(&str, String, String, String), bool> = BTreeMap::new();
+    // Per run and node: whether it is out of rotation now.
+    let mut out: BTreeMap<(&str, String), bool> = BTreeMap::new();
     for r in records {
         let id = r.run.as_str();
-        if !busy.contains(&id) {
-            continue;
-        }
         match &r.event {
-            Event::Start { command, .. } => {
-                order.push(id);
-                runs.insert(
-                    id,
-                    RunInProgress {
-                        id: id.to_string(),
-                        command: command.clone(),
-                        plan: None,
-                        step: None,
-                        started: OffsetDateTime::parse(&r.ts, &Rfc3339).ok(),
-                        claims: Vec::new(),
-                    },
-                );
+            Event::Start {
+                pid, host, command, ..
+            } => {
+                if process_lives(*pid, host) {
+                    order.push(id);
+                    runs.insert(
+                        id,
+                        RunInProgress {
+                            id: id.to_string(),
+                            command: command.clone(),
+                            plan: None,
+                            step: None,
+                            started: OffsetDateTime::parse(&r.ts, &Rfc3339).ok(),
+                            claims: Vec::new(),
+                        },
+                    );
+                }
+            }
+            Event::End { recovered, .. } => {
+                runs.remove(id);
+                if let Some(other) = recovered {
+                    runs.remove(other.as_str());
+                }
             }
             Event::Rolling { plan, .. } => {
                 if let Some(run) = runs.get_mut(id) {
@@ -80,36 +86,34 @@ pub fn in_progress(records: &[Record]) -> Vec<RunInProgress> {
             } => {
                 if let Some(run) = runs.get_mut(id) {
                     run.step = Some((group.clone(), node.clone(), *step, *status));
+                    match (node, step) {
+                        (Some(n), Step::Drain) => {
+                            out.insert((id, n.clone()), true);
+                        }
+                        (Some(n), Step::Node) => {
+                            out.insert((id, n.clone()), false);
+                        }
+                        _ => {}
+                    }
                 }
             }
             Event::Intent {
                 node: Some(node),
-                balancer,
-                pool,
-                member,
                 change,
                 ..
             } => {
-                if let Value::State(s) = change.to() {
-                    let out = s != lb_core::AdminState::Ready;
-                    last.insert(
-                        (
-                            id,
-                            node.clone(),
-                            balancer.clone(),
-                            format!("{pool}/{member}"),
-                        ),
-                        out,
-                    );
+                if let (Some(run), Value::State(s)) = (runs.get(id), change.to())
+                    && run.plan.is_none()
+                {
+                    out.insert((id, node.clone()), s != AdminState::Ready);
                 }
             }
             _ => {}
         }
     }
-    for ((id, node, ..), out) in last {
+    for ((id, node), is_out) in out {
         if let Some(run) = runs.get_mut(id)
-            && out
-            && !run.claims.contains(&node)
+            && is_out
         {
             run.claims.push(node);
         }

@@ -237,7 +237,7 @@ fn a_rolling_run_in_progress_shows_plan_group_node_step_elapsed_and_claims() {
             &ts,
             Event::Start {
                 pid: me,
-                host,
+                host: host.clone(),
                 user: "ops".into(),
                 command: "rolling /srv/plan.toml".into(),
             },
@@ -250,16 +250,60 @@ fn a_rolling_run_in_progress_shows_plan_group_node_step_elapsed_and_claims() {
                 resumes: None,
             },
         ),
-        record("r1", &ts, intent(1, "node1", AdminState::Maint)),
-        record("r1", &ts, intent(2, "node1", AdminState::Ready)),
+        record("r1", &ts, step("node1", Step::Drain, StepStatus::Started)),
         record("r1", &ts, step("node1", Step::Node, StepStatus::Ok)),
-        record("r1", &ts, intent(3, "node2", AdminState::Drain)),
-        record("r1", &ts, intent(4, "node2", AdminState::Maint)),
+        record("r1", &ts, step("node2", Step::Drain, StepStatus::Started)),
+        // Its drain of node2: a run of its own, ended.
+        record(
+            "d2",
+            &ts,
+            Event::Start {
+                pid: me,
+                host: host.clone(),
+                user: "ops".into(),
+                command: "drain node2".into(),
+            },
+        ),
+        record("d2", &ts, intent(1, "node2", AdminState::Maint)),
+        record(
+            "d2",
+            &ts,
+            Event::End {
+                status: orchestrator::journal::EndStatus::Ok,
+                recovered: None,
+            },
+        ),
+        record("r1", &ts, step("node2", Step::Drain, StepStatus::Ok)),
         record("r1", &ts, step("node2", Step::Upgrade, StepStatus::Started)),
+        // A rebalance elsewhere holding node3 out.
+        record(
+            "rb",
+            &ts,
+            Event::Start {
+                pid: me,
+                host: host.clone(),
+                user: "ops".into(),
+                command: "rebalance".into(),
+            },
+        ),
+        record("rb", &ts, intent(1, "node3", AdminState::Maint)),
+        // A run whose process is gone: not in progress.
+        record(
+            "dead",
+            &ts,
+            Event::Start {
+                pid: u32::MAX - 1,
+                host: host.clone(),
+                user: "ops".into(),
+                command: "drain node1".into(),
+            },
+        ),
     ];
     let runs = in_progress(&records);
-    assert_eq!(runs.len(), 1, "{runs:#?}");
+    let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["r1", "rb"], "{runs:#?}");
     assert_eq!(runs[0].claims, ["node2"]);
+    assert_eq!(runs[1].claims, ["node3"]);
 
     let mut m = Model::new(Sort::Node, Duration::from_millis(100));
     m.update(&report(AdminState::Maint, 0), Instant::now());
@@ -269,7 +313,8 @@ fn a_rolling_run_in_progress_shows_plan_group_node_step_elapsed_and_claims() {
         lines[1],
         "rolling /srv/plan.toml  group app  node node2  step upgrade (started)  1m15s  claims node2"
     );
-    assert_eq!(words(&lines[2])[0], "NODE", "the table follows the header");
+    assert_eq!(lines[2], "rebalance  1m15s  claims node3");
+    assert_eq!(words(&lines[3])[0], "NODE", "the table follows the header");
 }
 
 #[test]

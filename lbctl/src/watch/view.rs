@@ -90,11 +90,21 @@ pub fn draw(frame: &mut Frame<'_>, model: &Model, now: Instant, wall: OffsetDate
             row
         }
     });
+    let width = |head: &str, cell: fn(&super::model::Row) -> &str| {
+        let w = model
+            .rows
+            .iter()
+            .map(|r| cell(r).chars().count())
+            .chain([head.len()])
+            .max()
+            .unwrap_or(0);
+        Constraint::Length(u16::try_from(w).unwrap_or(u16::MAX))
+    };
     let widths = [
-        Constraint::Min(5),
-        Constraint::Min(8),
-        Constraint::Min(4),
-        Constraint::Min(6),
+        width("NODE", |r| &r.key.0),
+        width("BALANCER", |r| &r.key.1),
+        width("POOL", |r| &r.key.2),
+        width("MEMBER", |r| &r.key.3),
         Constraint::Length(6),
         Constraint::Length(7),
         Constraint::Length(6),
