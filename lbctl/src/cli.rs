@@ -199,13 +199,18 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// A full-screen live view of every member on every balancer (or of
-    /// the named nodes): admin, health, active connections with their
-    /// recent history, weight; rows that change are highlighted, and a
-    /// header shows the rolling or rebalance run in progress (plan, group,
-    /// node, step, elapsed time, the nodes it holds out of rotation).
-    /// Keys: q quits, s switches the order (node / balancer). It only
-    /// reads: it changes nothing
+    /// A live full-screen view of every member on every balancer; changes
+    /// nothing
+    ///
+    /// Every member of every node (or of the named nodes) on every
+    /// balancer: admin, health, active connections with their recent
+    /// history, weight, read again every poll interval; rows that change
+    /// are highlighted for 3 s. A header shows each run in progress from
+    /// the journal (a rolling run's plan, group, node and step, the elapsed
+    /// time, the nodes it holds out of rotation). Keys: q (or Esc) quits,
+    /// s switches the order between node and balancer. It only reads: no
+    /// lock, no journal record, no change to any balancer. Without a
+    /// terminal use --once
     Watch {
         /// Nodes to show (default: all)
         nodes: Vec<String>,
@@ -221,12 +226,16 @@ enum Command {
         #[arg(long, value_parser = duration, value_name = "DURATION")]
         interval: Option<Duration>,
     },
-    /// Propose the inventory's [nodes.*] from what the balancers hold: one
-    /// node per distinct server address, named after the server or route
-    /// where there is one, with `members` overrides only where names and
-    /// addresses disagree across balancers, and comments for members it
-    /// could not attribute. Reads the inventory's balancers (members of
-    /// nodes already in the inventory are left out), or the ones given here
+    /// Propose the inventory's [nodes.*] from what the balancers hold
+    ///
+    /// One node per distinct server address, named after the server
+    /// (HAProxy) or route (Apache) where there is one, with `members`
+    /// overrides only where names and addresses disagree across balancers,
+    /// and comments for members it could not attribute. Reads the
+    /// inventory's balancers (members of nodes already in the inventory
+    /// are left out), or only those given with --haproxy, --apache and
+    /// --nginx. Prints TOML (with --output json: {"balancers", "nodes",
+    /// "unattributed", "written"})
     Discover {
         /// Read this HAProxy runtime API socket instead of the inventory's
         /// balancers (repeatable)
@@ -384,7 +393,10 @@ fn manpages(dir: &Path) -> std::io::Result<()> {
         clap_mangen::Man::new(c).render(&mut buf)?;
         std::fs::write(dir.join(file), buf)
     };
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         let name = format!("lbctl-{}", sub.get_name());
         page(sub.clone().name(name.clone()), format!("{name}.1"))?;
     }
