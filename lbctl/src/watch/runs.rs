@@ -50,21 +50,19 @@ pub fn in_progress(records: &[Record]) -> Vec<RunInProgress> {
         match &r.event {
             Event::Start {
                 pid, host, command, ..
-            } => {
-                if process_lives(*pid, host) {
-                    order.push(id);
-                    runs.insert(
-                        id,
-                        RunInProgress {
-                            id: id.to_string(),
-                            command: command.clone(),
-                            plan: None,
-                            step: None,
-                            started: OffsetDateTime::parse(&r.ts, &Rfc3339).ok(),
-                            claims: Vec::new(),
-                        },
-                    );
-                }
+            } if process_lives(*pid, host) => {
+                order.push(id);
+                runs.insert(
+                    id,
+                    RunInProgress {
+                        id: id.to_string(),
+                        command: command.clone(),
+                        plan: None,
+                        step: None,
+                        started: OffsetDateTime::parse(&r.ts, &Rfc3339).ok(),
+                        claims: Vec::new(),
+                    },
+                );
             }
             Event::End { recovered, .. } => {
                 runs.remove(id);
