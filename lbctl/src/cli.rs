@@ -488,6 +488,15 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
             interval,
             ..
         } => {
+            if out.json {
+                return Err(Error::Usage(
+                    "watch --output json prints one snapshot: add --once".into(),
+                )
+                .into());
+            }
+            if *interval == Some(Duration::ZERO) {
+                return Err(Error::Usage("watch --interval must be more than 0".into()).into());
+            }
             let sort = match sort {
                 SortArg::Node => watch::Sort::Node,
                 SortArg::Balancer => watch::Sort::Balancer,

@@ -174,6 +174,29 @@ fn where_names_and_addresses_disagree_across_balancers_discover_writes_members_o
         &(haproxy_section("edge", &hap.admin_socket())
             + &apache_section("web", &apache.manager_url())),
     );
+    let before = std::fs::read(env.file("lbctl.toml")).unwrap();
+
+    // From the command line the balancers are `haproxy` and `apache`: an
+    // override for `apache` is no use to this inventory, whose balancers
+    // are edge and web. Refused, nothing written.
+    let socket = hap.admin_socket();
+    let url = apache.manager_url();
+    let out = env.run(&[
+        "discover",
+        "--haproxy",
+        socket.to_str().unwrap(),
+        "--apache",
+        &url,
+        "--write",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nothing written") && stderr(&out).contains("no balancer \"apache\""),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read(env.file("lbctl.toml")).unwrap(), before);
+
     let out = env.ok(&["discover"]);
     let doc = text(&out.stdout);
     let p = proposed(&doc);

@@ -252,6 +252,27 @@ fn watch_once_prints_the_status_document_and_without_a_terminal_says_so() {
         "{}",
         stderr(&out)
     );
+    let (code, v) = env.json_code(&["watch"]);
+    assert_eq!(code, 2, "{v}");
+    assert_eq!(v["error"]["kind"], "usage", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("add --once"),
+        "{v}"
+    );
+    let out = env.run(&["watch", "--interval", "0s"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("more than 0"), "{}", stderr(&out));
+    let out = env.run(&["watch", "node9", "--once"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown node: {}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("node9"), "{}", stderr(&out));
     assert!(
         !env.state().join("journal.jsonl").exists() || {
             let j = std::fs::read_to_string(env.state().join("journal.jsonl")).unwrap();
