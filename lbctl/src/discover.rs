@@ -392,3 +392,69 @@ fn unique(name: &str, used: &mut BTreeSet<String>) -> String {
     used.insert(n.clone());
     n
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use lb_core::InMemoryBalancer;
+
+    use super::*;
+
+    async fn read(bals: Vec<InMemoryBalancer>) -> (Vec<FleetBalancer>, Snapshot) {
+        let mut b = Fleet::builder();
+        for lb in bals {
+            b = b.balancer("memory", Arc::new(lb));
+        }
+        let fleet = b.build().unwrap();
+        let snap = fleet.engine().read_all().await.unwrap();
+        (fleet.balancers().to_vec(), snap)
+    }
+
+    #[tokio::test]
+    async fn members_named_by_address_give_names_from_the_address_and_no_address_a_comment() {
+        let (bals, snap) = read(vec![
+            InMemoryBalancer::new("front")
+                .with_member("app", "10.0.0.1:8080", "10.0.0.1:8080")
+                .with_member("app", "10.0.0.2:8080", "10.0.0.2:8080")
+                .with_member("app", "unix-sock", ""),
+        ])
+        .await;
+        let d = propose(&bals, &snap, &[], &BTreeSet::new());
+        assert_eq!(
+            d.toml(),
+            "# [nodes.*] proposed by lbctl discover from front\n\
+             \n[nodes.10-0-0-1-8080]\naddress = \"10.0.0.1:8080\"\n\
+             \n[nodes.10-0-0-2-8080]\naddress = \"10.0.0.2:8080\"\n\
+             \n# not attributed to any node:\n\
+             #   front: app/unix-sock: the balancer reports no address\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bare_host_joins_its_node_existing_nodes_are_left_out_and_taken_names_avoided() {
+        let (bals, snap) = read(vec![
+            InMemoryBalancer::new("edge")
+                .with_member("app", "node1", "10.0.0.1:8080")
+                .with_member("app", "node2", "10.0.0.2:8080"),
+            InMemoryBalancer::new("agw")
+                .with_member("pool", "10.0.0.1", "10.0.0.1")
+                .with_member("pool", "10.0.0.2", "10.0.0.2"),
+        ])
+        .await;
+        let existing = Node::new("web2", "10.0.0.2:8080");
+        let taken = BTreeSet::from(["web2".to_string(), "node1".to_string()]);
+        let d = propose(&bals, &snap, &[&existing], &taken);
+        assert_eq!(
+            d.nodes,
+            [Proposed {
+                node: "node1-2".into(),
+                address: "10.0.0.1:8080".into(),
+                // Named node1-2, HAProxy's node1 is no longer reached by
+                // name: by address it still is, so no override.
+                members: BTreeMap::new(),
+            }]
+        );
+        assert!(d.unattributed.is_empty());
+    }
+}
