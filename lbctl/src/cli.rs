@@ -18,7 +18,7 @@ use orchestrator::{
 use crate::error::CliError;
 use crate::progress::{ProgressLine, RollingDisplay};
 use crate::render::{self, Output};
-use crate::{discover, watch};
+use crate::{discover, man, watch};
 
 /// Take nodes out of load-balancer rotation and put them back, on every
 /// balancer at once (HAProxy, Apache httpd, NGINX, NGINX Plus, Azure
@@ -382,27 +382,6 @@ fn config_path(args: &Args) -> &Path {
     given(args.config.as_ref()).unwrap_or(Path::new("lbctl.toml"))
 }
 
-/// Writes `lbctl.1` and one `lbctl-COMMAND.1` per visible subcommand,
-/// from the clap definitions.
-fn manpages(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let mut cmd = Args::command();
-    cmd.build();
-    let page = |c: clap::Command, file: String| -> std::io::Result<()> {
-        let mut buf = Vec::new();
-        clap_mangen::Man::new(c).render(&mut buf)?;
-        std::fs::write(dir.join(file), buf)
-    };
-    for sub in cmd
-        .get_subcommands()
-        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
-    {
-        let name = format!("lbctl-{}", sub.get_name());
-        page(sub.clone().name(name.clone()), format!("{name}.1"))?;
-    }
-    page(cmd, "lbctl.1".into())
-}
-
 fn fleet_with(args: &Args, progress: Option<Arc<dyn Progress>>) -> Result<Fleet, Error> {
     let inv = Inventory::load(config_path(args))?;
     let state_dir = given(args.state_dir.as_ref())
@@ -472,7 +451,7 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
             );
             Ok(())
         }
-        Command::Manpages { dir } => manpages(dir).map_err(|e| {
+        Command::Manpages { dir } => man::write(Args::command(), dir).map_err(|e| {
             Error::State(format!("cannot write man pages in {}: {e}", dir.display())).into()
         }),
         Command::Watch {

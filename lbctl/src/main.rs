@@ -3,6 +3,7 @@
 mod cli;
 mod discover;
 mod error;
+mod man;
 mod progress;
 mod render;
 mod watch;
