@@ -18,6 +18,7 @@ use orchestrator::{
 use crate::error::CliError;
 use crate::progress::{ProgressLine, RollingDisplay};
 use crate::render::{self, Output};
+use crate::{discover, man, watch};
 
 /// Take nodes out of load-balancer rotation and put them back, on every
 /// balancer at once (HAProxy, Apache httpd, NGINX, NGINX Plus, Azure
@@ -214,11 +215,78 @@ enum Command {
         #[arg(long, value_parser = duration, value_name = "DURATION")]
         since: Option<Duration>,
     },
+    /// A live full-screen view of every member on every balancer; changes
+    /// nothing
+    ///
+    /// Every member of every node (or of the named nodes) on every
+    /// balancer: admin, health, active connections with their recent
+    /// history, weight, read again every poll interval; rows that change
+    /// are highlighted for 3 s. A header shows each run in progress from
+    /// the journal (a rolling run's plan, group, node and step, the elapsed
+    /// time, the nodes it holds out of rotation). Keys: q (or Esc) quits,
+    /// s switches the order between node and balancer. It only reads: no
+    /// lock, no journal record, no change to any balancer. Without a
+    /// terminal use --once
+    Watch {
+        /// Nodes to show (default: all)
+        nodes: Vec<String>,
+        /// Print one snapshot and exit (with --output json, exactly the
+        /// `status` document); for scripts and pipes
+        #[arg(long)]
+        once: bool,
+        /// The rows' order at start
+        #[arg(long, value_enum, default_value_t = SortArg::Node)]
+        sort: SortArg,
+        /// How often to read the balancers [default: the inventory's
+        /// poll_interval, else 100ms]
+        #[arg(long, value_parser = duration, value_name = "DURATION")]
+        interval: Option<Duration>,
+    },
+    /// Propose the inventory's [nodes.*] from what the balancers hold
+    ///
+    /// One node per distinct server address, named after the server
+    /// (HAProxy) or route (Apache) where there is one, with `members`
+    /// overrides only where names and addresses disagree across balancers,
+    /// and comments for members it could not attribute. Reads the
+    /// inventory's balancers (members of nodes already in the inventory
+    /// are left out), or only those given with --haproxy, --apache and
+    /// --nginx. Prints TOML (with --output json: {"balancers", "nodes",
+    /// "unattributed", "written"})
+    Discover {
+        /// Read this HAProxy runtime API socket instead of the inventory's
+        /// balancers (repeatable)
+        #[arg(long, value_name = "SOCKET")]
+        haproxy: Vec<PathBuf>,
+        /// Read this Apache balancer-manager URL instead of the
+        /// inventory's balancers (repeatable)
+        #[arg(long, value_name = "URL")]
+        apache: Vec<String>,
+        /// Read this nginx upstream file instead of the inventory's
+        /// balancers (repeatable)
+        #[arg(long, value_name = "UPSTREAM_FILE")]
+        nginx: Vec<PathBuf>,
+        /// Append the proposal to the inventory file (checked first as a
+        /// whole inventory; every byte already there stays as it was)
+        #[arg(long)]
+        write: bool,
+    },
     /// Print a shell completion script
     Completions {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
     },
+    /// Write the man pages (lbctl.1 and lbctl-COMMAND.1) into DIR
+    #[command(hide = true)]
+    Manpages {
+        /// Where to write them
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SortArg {
+    Node,
+    Balancer,
 }
 
 /// The command line that continues this run: the same arguments, with
@@ -325,9 +393,13 @@ fn fleet(args: &Args, out: &Output) -> Result<Fleet, Error> {
     fleet_with(args, progress)
 }
 
+/// The inventory's path: `--config`, `LBCTL_CONFIG`, else `./lbctl.toml`.
+fn config_path(args: &Args) -> &Path {
+    given(args.config.as_ref()).unwrap_or(Path::new("lbctl.toml"))
+}
+
 fn fleet_with(args: &Args, progress: Option<Arc<dyn Progress>>) -> Result<Fleet, Error> {
-    let path = given(args.config.as_ref()).unwrap_or(Path::new("lbctl.toml"));
-    let inv = Inventory::load(path)?;
+    let inv = Inventory::load(config_path(args))?;
     let state_dir = given(args.state_dir.as_ref())
         .map_or_else(orchestrator::journal::default_state_dir, Path::to_path_buf);
     let mut b = Fleet::from_inventory(&inv, Some(&state_dir))?;
@@ -398,6 +470,54 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
                 "lbctl",
                 &mut std::io::stdout(),
             );
+            Ok(())
+        }
+        Command::Manpages { dir } => man::write(Args::command(), dir).map_err(|e| {
+            Error::State(format!("cannot write man pages in {}: {e}", dir.display())).into()
+        }),
+        Command::Watch {
+            nodes, once: true, ..
+        } => {
+            let report = fleet_with(&args, None)?.status(nodes).await?;
+            render::status(&out, &report);
+            Ok(())
+        }
+        Command::Watch {
+            nodes,
+            sort,
+            interval,
+            ..
+        } => {
+            if out.json {
+                return Err(Error::Usage(
+                    "watch --output json prints one snapshot: add --once".into(),
+                )
+                .into());
+            }
+            if *interval == Some(Duration::ZERO) {
+                return Err(Error::Usage("watch --interval must be more than 0".into()).into());
+            }
+            let sort = match sort {
+                SortArg::Node => watch::Sort::Node,
+                SortArg::Balancer => watch::Sort::Balancer,
+            };
+            let fleet = fleet_with(&args, None)?;
+            watch::run(&fleet, nodes, sort, *interval).await?;
+            Ok(())
+        }
+        Command::Discover {
+            haproxy,
+            apache,
+            nginx,
+            write,
+        } => {
+            let sources = discover::Sources {
+                haproxy: haproxy.clone(),
+                apache: apache.clone(),
+                nginx: nginx.clone(),
+            };
+            let d = discover::run(config_path(&args), &sources, *write).await?;
+            render::discover(&out, &d);
             Ok(())
         }
         Command::Status { nodes } => {

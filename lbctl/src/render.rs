@@ -426,3 +426,19 @@ pub fn history(out: &Output, r: &HistoryReport) {
         }
     }
 }
+
+/// `lbctl discover`: the proposal as TOML on stdout (or the JSON
+/// document); with `--write`, where it went on stderr.
+pub fn discover(out: &Output, d: &crate::discover::Discovery) {
+    if out.json {
+        json(d);
+        return;
+    }
+    print!("{}", d.toml());
+    if d.written && !out.quiet {
+        eprintln!("lbctl: {} node(s) appended to the inventory", d.nodes.len());
+    }
+    if d.nodes.is_empty() && !out.quiet {
+        eprintln!("lbctl: no member left to attribute to a new node");
+    }
+}

@@ -25,6 +25,7 @@ pub use fleet::{
 pub use inventory::Inventory;
 pub use plan::Plan;
 pub use rebalance::{RebalanceOptions, RebalanceReport, Strategy};
+pub use registry::build_balancer;
 pub use rolling::{
     GateReport, Rolling, RollingError, RollingOptions, RollingProgress, RollingReport, StopHandle,
 };

@@ -94,3 +94,18 @@ pub(crate) fn known_kind<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::E
 pub(crate) fn balancer_error(name: &str, message: &str) -> Error {
     Error::Config(format!("[balancers.{name}]: {message}"))
 }
+
+/// Builds the balancer called `name` of `kind` from its settings (the keys
+/// of a `[balancers.NAME]` table besides `kind`), through the driver that
+/// owns them, as the inventory does.
+///
+/// # Errors
+///
+/// [`Error::Config`] naming the balancer: an unknown kind, or settings its
+/// driver refuses.
+pub fn build_balancer(kind: &str, name: &str, settings: toml::Table) -> Result<Arc<dyn Balancer>> {
+    lb_core::validate_name("", "balancer", name).map_err(|e| balancer_error(name, e.message()))?;
+    find(kind)
+        .map_err(|m| balancer_error(name, &m))?
+        .build(name, settings)
+}

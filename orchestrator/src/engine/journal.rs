@@ -341,6 +341,12 @@ pub(crate) fn process_alive(pid: u32) -> bool {
     pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Whether the process a `start` record names (`pid` on `host`) still
+/// runs: on this machine, and not this process.
+pub fn process_lives(pid: u32, host: &str) -> bool {
+    host == hostname() && process_alive(pid)
+}
+
 pub(crate) fn hostname() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
