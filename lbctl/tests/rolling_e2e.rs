@@ -1,38 +1,18 @@
 //! `lbctl rolling` end to end: real balancers from the lab, application
 //! nodes that are real processes the hooks stop and start, a load
-//! generator counting every request, and the example plans.
+//! generator counting every request (the example plans are in
+//! `rolling_examples.rs`).
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 mod common;
 
 use common::{
-    Env, admin_bits, apache_section, haproxy_section, json, nginx_section, text, weights,
+    CONFLUENCE, Env, admin_bits, apache_section, assert_no_failure, confluence_env,
+    haproxy_section, inventory, json, load, nginx_section, pool, text, weights, zdu_nodes,
 };
-use lb_lab::{
-    Apache, AppNodes, FakeZdu, Haproxy, Load, LoadOptions, LoadReport, Nginx, PoolSpec, Pools, http,
-};
-
-fn pool(apps: &AppNodes, ids: &[&str]) -> Pools {
-    let mut p = PoolSpec::new("app");
-    for id in ids {
-        p = p.member(id, apps.addr(id));
-    }
-    Pools::new().with(p)
-}
-
-fn inventory(apps: &AppNodes, balancer: &str) -> String {
-    let mut s = String::from(
-        "[defaults]\npoll_interval = \"50ms\"\ndrain_timeout = \"30s\"\nundrain_timeout = \"20s\"\n\n",
-    );
-    s.push_str(balancer);
-    for id in apps.ids() {
-        let _ = writeln!(s, "\n[nodes.{id}]\naddress = \"{}\"", apps.addr(id));
-    }
-    s
-}
+use lb_lab::{Apache, AppNodes, FakeZdu, Haproxy, Load, LoadOptions, Nginx, PoolSpec, Pools, http};
 
 /// The plan that really stops every node, installs version 2 and starts
 /// it again.
@@ -65,18 +45,6 @@ interval = "100ms"
     )
 }
 
-fn load(url: &str) -> Load {
-    let l = Load::start(
-        url,
-        LoadOptions {
-            connections: 4,
-            ..LoadOptions::default()
-        },
-    );
-    l.wait_for_ok(100);
-    l
-}
-
 /// Upgrades one node with no balancer involved, as a rolling restart
 /// without lbctl does: stop, an upgrade that takes 4 s (longer than
 /// HAProxy's retries, 3 × 1 s, can hide), start.
@@ -84,11 +52,6 @@ fn naive_restart(apps: &AppNodes, id: &str) {
     apps.stop(id);
     std::thread::sleep(Duration::from_secs(4));
     apps.start_again(id);
-}
-
-fn assert_no_failure(r: &LoadReport, what: &str) {
-    assert_eq!(r.failed, 0, "{what}: {r:#?}");
-    assert!(r.ok > 200, "{what}: the load ran: {r:?}");
 }
 
 #[test]
@@ -590,185 +553,6 @@ fn a_balanced_pool_after_the_upgrade_is_left_alone_and_the_text_shows_each_pool(
     for id in &ids {
         assert_eq!(admin_bits(&hap, id), 0);
     }
-}
-
-/// Every node of the GitLab example, as lab nodes.
-const GITLAB_NODES: [&str; 10] = [
-    "consul1",
-    "postgres1",
-    "pgbouncer1",
-    "redis1",
-    "gitaly1",
-    "praefect1",
-    "rails1",
-    "rails2",
-    "rails3",
-    "sidekiq1",
-];
-
-fn example(name: &str) -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../examples")
-            .join(name),
-    )
-    .unwrap()
-}
-
-#[test]
-fn the_gitlab_example_upgrades_back_to_front_with_a_deploy_node_under_load() {
-    let apps = AppNodes::start(&GITLAB_NODES);
-    let rails = ["rails1", "rails2", "rails3"];
-    let hap = Haproxy::start(&pool(&apps, &rails));
-    let env = Env::with_plan(
-        &inventory(&apps, &haproxy_section("edge", &hap.admin_socket())),
-        &example("gitlab-plan.toml"),
-    )
-    .with_path(&apps.ssh_path());
-    let traffic = load(&hap.frontend_url("app"));
-    let out = env.rolling(&["--output", "json"]);
-    traffic.wait_for_ok(100);
-    let r = traffic.stop();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out.stderr),
-        text(&out.stdout)
-    );
-    assert_no_failure(&r, "GitLab example");
-    let v = json(&out);
-    assert_eq!(v["nodes_done"], 10);
-
-    let log = apps.ssh_log();
-    let first = |node: &str| {
-        log.iter()
-            .position(|l| l.starts_with(&format!("{node} ")))
-            .unwrap()
-    };
-    for w in GITLAB_NODES.windows(2) {
-        assert!(
-            first(w[0]) < first(w[1]),
-            "{} before {}: {log:#?}",
-            w[0],
-            w[1]
-        );
-    }
-    let deploy: Vec<&String> = log
-        .iter()
-        .filter(|l| l.contains("SKIP_POST_DEPLOYMENT_MIGRATIONS=true"))
-        .collect();
-    assert_eq!(deploy.len(), 1, "{log:#?}");
-    assert!(
-        deploy[0].starts_with("rails1 "),
-        "rails1 is the deploy node: {deploy:?}"
-    );
-    assert_eq!(
-        log.last().unwrap(),
-        "rails1 sudo gitlab-rake db:migrate",
-        "post-deployment migrations once, at the very end"
-    );
-    assert_eq!(log.iter().filter(|l| l.contains("db:migrate")).count(), 1);
-    for id in GITLAB_NODES {
-        assert_eq!(apps.installed_version(id), "17.9.1-ee.0", "{id}");
-        assert!(apps.pid(id).is_some(), "{id} runs again");
-    }
-    // Unbalanced groups were never drained; rails nodes were.
-    let node = |n: &str| {
-        v["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["node"] == n)
-            .unwrap()
-            .clone()
-    };
-    assert_eq!(node("postgres1")["balanced"], false);
-    assert!(
-        node("postgres1")["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|s| s["step"] != "drain")
-    );
-    assert_eq!(node("rails2")["steps"][0]["step"], "drain");
-    assert_eq!(node("rails1")["steps"][2]["step"], "first_node");
-    assert_eq!(
-        v["steps"].as_array().unwrap().last().unwrap()["step"],
-        "finally"
-    );
-}
-
-fn confluence_env(apps: &AppNodes, hap: &Haproxy, z: &FakeZdu) -> Env {
-    let plan = example("confluence-plan.toml").replace("https://confluence.example.com", &z.url());
-    Env::with_plan(
-        &inventory(apps, &haproxy_section("edge", &hap.admin_socket())),
-        &plan,
-    )
-    .with_path(&apps.ssh_path())
-    .with_var("CONFLUENCE_PASSWORD", "secret")
-}
-
-const CONFLUENCE: [&str; 3] = ["confluence1", "confluence2", "confluence3"];
-
-fn zdu_nodes(apps: &AppNodes) -> Vec<(&'static str, std::net::SocketAddr)> {
-    CONFLUENCE.iter().map(|n| (*n, apps.addr(n))).collect()
-}
-
-#[test]
-fn the_confluence_example_runs_the_zdu_api_from_start_to_approve_under_load() {
-    let apps = AppNodes::start_with(&CONFLUENCE, Duration::from_millis(1500));
-    // Wait until the nodes are up before the balancer checks them.
-    std::thread::sleep(Duration::from_millis(1600));
-    let hap = Haproxy::start(&pool(&apps, &CONFLUENCE));
-    let z = FakeZdu::start_with(&zdu_nodes(&apps), "1", Some(("admin", "secret")));
-    let env = confluence_env(&apps, &hap, &z);
-    let traffic = load(&hap.frontend_url("app"));
-    let out = env.rolling(&["--output", "json"]);
-    traffic.wait_for_ok(100);
-    let r = traffic.stop();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out.stderr),
-        text(&out.stdout)
-    );
-    assert_no_failure(&r, "Confluence example");
-    assert_eq!(z.state(), "STABLE");
-    assert_eq!(
-        z.version(),
-        "9.2.1",
-        "approved: the cluster runs the new version"
-    );
-    let calls: Vec<String> = z
-        .calls()
-        .into_iter()
-        .filter(|c| c.starts_with("POST"))
-        .collect();
-    assert_eq!(
-        calls,
-        [
-            "POST /rest/zdu/cluster/zdu/start -> 200",
-            "POST /rest/zdu/cluster/zdu/approve -> 200"
-        ]
-    );
-    let v = json(&out);
-    let gate = &v["nodes"][0]["steps"][4]["gate"];
-    assert_eq!(gate["kind"], "zdu");
-    assert_eq!(gate["target"], "confluence1");
-    assert_eq!(gate["last"], "ACTIVE");
-    assert!(
-        gate["attempts"].as_u64().unwrap() >= 2,
-        "waited through STARTING: {gate}"
-    );
-    let plan_steps: Vec<&str> = v["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"].as_str().unwrap())
-        .collect();
-    assert_eq!(plan_steps, ["zdu_start", "zdu_approve"]);
 }
 
 #[test]

@@ -60,6 +60,10 @@ pub const DEFAULT_GATE_INTERVAL: Duration = Duration::from_secs(2);
 pub struct Plan {
     /// The file it was read from (`None` when parsed from text).
     pub path: Option<PathBuf>,
+    /// `preflight = ["…"]`: commands run before anything changes (before
+    /// Confluence's upgrade mode and the first drain); one that fails
+    /// refuses the run (exit 4).
+    pub preflight: Vec<Hook>,
     /// The groups, in the order they run.
     pub groups: Vec<Group>,
     /// Runs once after every group (GitLab's post-deployment migrations).
@@ -105,6 +109,13 @@ pub struct Group {
     /// `false`: no balancer fronts these nodes (a database, Consul…):
     /// hooks and gates only, never a drain.
     pub balanced: bool,
+    /// `hold = true`: its nodes stay out of rotation after their gate,
+    /// until a later `revisit` group (GitLab's deploy node, left drained
+    /// until its post-deployment migrations).
+    pub hold: bool,
+    /// `revisit = true`: its nodes were in an earlier group, and run once
+    /// more (a deploy node's post-deployment migrations).
+    pub revisit: bool,
     /// After the node is out of rotation (e.g. stop the service).
     pub before: Option<Hook>,
     /// The upgrade itself.
@@ -116,6 +127,10 @@ pub struct Group {
     pub after: Option<Hook>,
     /// Once, after the group's last node is back.
     pub after_group: Option<Hook>,
+    /// When a node's hook or gate fails: run with that node's values (a
+    /// rollback). The node returns to rotation only when this passes and
+    /// so does the gate after it; the run still stops.
+    pub on_failure: Option<Hook>,
     /// What a node must pass before it returns to rotation.
     pub gate: Option<Gate>,
 }
@@ -128,11 +143,14 @@ impl Group {
             nodes: nodes.iter().map(|n| n.as_ref().to_owned()).collect(),
             batch: 1,
             balanced: true,
+            hold: false,
+            revisit: false,
             before: None,
             upgrade: None,
             first_node: None,
             after: None,
             after_group: None,
+            on_failure: None,
             gate: None,
         }
     }
@@ -148,6 +166,9 @@ pub struct Gate {
     pub timeout: Duration,
     /// How often to try.
     pub interval: Duration,
+    /// `healthy_for`: once it passes, it must keep passing (every
+    /// `interval`) for this long; a failure within it fails the node.
+    pub healthy_for: Option<Duration>,
 }
 
 /// What a gate checks.
@@ -257,6 +278,7 @@ impl Plan {
     pub fn new(groups: Vec<Group>) -> Plan {
         Plan {
             path: None,
+            preflight: Vec::new(),
             groups,
             finally: None,
             zdu: None,

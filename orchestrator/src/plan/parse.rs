@@ -19,6 +19,8 @@ use crate::rebalance::{RebalanceOptions, Strategy};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPlan {
+    #[serde(default)]
+    preflight: Vec<Spanned<String>>,
     finally: Option<Spanned<String>>,
     #[serde(default, with = "serde_opt")]
     hook_timeout: Option<Duration>,
@@ -84,6 +86,10 @@ struct RawGroup {
     #[serde(default = "yes")]
     balanced: bool,
     #[serde(default)]
+    hold: bool,
+    #[serde(default)]
+    revisit: bool,
+    #[serde(default)]
     hooks: RawHooks,
     gate: Option<Spanned<RawGate>>,
 }
@@ -100,6 +106,7 @@ struct RawHooks {
     first_node: Option<Spanned<String>>,
     after: Option<Spanned<String>>,
     after_group: Option<Spanned<String>>,
+    on_failure: Option<Spanned<String>>,
     #[serde(default, with = "serde_opt")]
     timeout: Option<Duration>,
 }
@@ -117,6 +124,8 @@ struct RawGate {
     timeout: Option<Duration>,
     #[serde(default, with = "serde_opt")]
     interval: Option<Duration>,
+    #[serde(default, with = "serde_opt")]
+    healthy_for: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,6 +192,9 @@ impl Plan {
         let mut groups = Vec::new();
         let mut lines = Lines::default();
         let mut seen_nodes: BTreeMap<String, String> = BTreeMap::new();
+        // Nodes a `hold` group keeps out of rotation, not yet revisited:
+        // node → (group, where the group is written).
+        let mut held: BTreeMap<String, (String, usize)> = BTreeMap::new();
         for g in raw.group {
             let at = g.span().start;
             let g = g.into_inner();
@@ -203,17 +215,31 @@ impl Plan {
             if raw_nodes.is_empty() {
                 return Err(cx.err(nodes_at, format!("group {name}: nodes is empty")));
             }
-            let mut nodes = Vec::new();
+            let mut nodes: Vec<String> = Vec::new();
             let mut node_lines = Vec::new();
             for n in raw_nodes {
                 let n_at = n.span().start;
                 let n = n.into_inner();
-                if let Some(other) = seen_nodes.insert(n.clone(), name.clone()) {
-                    return Err(cx.err(
-                        n_at,
-                        format!("group {name}: node {n:?} is already in group {other}; a node is upgraded once"),
-                    ));
+                if nodes.contains(&n) {
+                    return Err(cx.err(n_at, format!("group {name}: node {n:?} is listed twice")));
                 }
+                match seen_nodes.get(&n) {
+                    Some(other) if !g.revisit => {
+                        return Err(cx.err(
+                            n_at,
+                            format!("group {name}: node {n:?} is already in group {other}; a node is upgraded once (a group that comes back to it says revisit = true)"),
+                        ));
+                    }
+                    None if g.revisit => {
+                        return Err(cx.err(
+                            n_at,
+                            format!("group {name}: revisit = true, but node {n:?} is in no earlier group"),
+                        ));
+                    }
+                    _ => {}
+                }
+                seen_nodes.insert(n.clone(), name.clone());
+                held.remove(&n);
                 nodes.push(n);
                 node_lines.push(cx.line(n_at));
             }
@@ -263,10 +289,22 @@ impl Plan {
             let first_node = hook(g.hooks.first_node, "first_node", true)?;
             let after = hook(g.hooks.after, "after", true)?;
             let after_group = hook(g.hooks.after_group, "after_group", false)?;
+            let on_failure = hook(g.hooks.on_failure, "on_failure", true)?;
             let gate = g
                 .gate
                 .map(|gt| gate(&cx, &name, gt, zdu.is_some()))
                 .transpose()?;
+            if g.hold {
+                if !g.balanced {
+                    return Err(cx.err(
+                        at,
+                        format!("group {name}: hold = true keeps nodes out of rotation, but balanced = false nodes are never in it"),
+                    ));
+                }
+                for n in &nodes {
+                    held.insert(n.clone(), (name.clone(), at));
+                }
+            }
             lines.groups.push(cx.line(at));
             lines.nodes.push(node_lines);
             groups.push(Group {
@@ -274,12 +312,41 @@ impl Plan {
                 nodes,
                 batch,
                 balanced: g.balanced,
+                hold: g.hold,
+                revisit: g.revisit,
                 before,
                 upgrade,
                 first_node,
                 after,
                 after_group,
+                on_failure,
                 gate,
+            });
+        }
+        if let Some((n, (g, at))) = held.into_iter().next() {
+            return Err(cx.err(
+                at,
+                format!("group {g}: hold = true, but node {n:?} is in no later group with revisit = true; it would stay out of rotation"),
+            ));
+        }
+        let mut preflight = Vec::new();
+        for p in raw.preflight {
+            let p_at = p.span().start;
+            let command = p.into_inner();
+            if command.trim().is_empty() {
+                return Err(cx.err(p_at, "preflight: a command is empty"));
+            }
+            for v in ["{node}", "{address}", "{group}"] {
+                if command.contains(v) {
+                    return Err(cx.err(
+                        p_at,
+                        format!("preflight runs once for the plan, so it cannot use {v}"),
+                    ));
+                }
+            }
+            preflight.push(Hook {
+                command,
+                timeout: hook_default,
             });
         }
         let finally = match raw.finally {
@@ -306,6 +373,7 @@ impl Plan {
         };
         Ok(Plan {
             path: None,
+            preflight,
             groups,
             finally,
             zdu,
@@ -357,6 +425,9 @@ fn gate(cx: &Ctx<'_>, group: &str, g: Spanned<RawGate>, have_zdu: bool) -> Resul
     if timeout.is_zero() || interval.is_zero() {
         return Err(bad("timeout and interval must be more than 0".into()));
     }
+    if g.healthy_for.is_some_and(|d| d.is_zero()) {
+        return Err(bad("healthy_for must be more than 0".into()));
+    }
     let check = if let Some(url) = g.http {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(bad(format!(
@@ -394,6 +465,7 @@ fn gate(cx: &Ctx<'_>, group: &str, g: Spanned<RawGate>, have_zdu: bool) -> Resul
         check,
         timeout,
         interval,
+        healthy_for: g.healthy_for,
     })
 }
 

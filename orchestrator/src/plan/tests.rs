@@ -60,6 +60,7 @@ fn parses_groups_hooks_gates_and_defaults() {
             },
             timeout: Duration::from_secs(60),
             interval: Duration::from_secs(1),
+            healthy_for: None,
         })
     );
     let rails = &p.groups[1];

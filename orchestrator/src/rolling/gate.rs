@@ -28,6 +28,10 @@ pub struct GateReport {
     /// What the last look found (`status 200`, `connection refused`,
     /// `STARTING`, `exit 1`…).
     pub last: String,
+    /// `healthy_for`: how long it had to keep passing once it passed
+    /// (ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthy_for_ms: Option<u64>,
 }
 
 /// One look.
@@ -35,6 +39,14 @@ pub struct GateReport {
 struct Look {
     passed: bool,
     detail: String,
+}
+
+/// A look taken during a run of passing looks: whether the gate has kept
+/// passing for `healthy_for` yet.
+#[derive(Debug, Clone)]
+struct Soaked {
+    look: Look,
+    done: bool,
 }
 
 pub(crate) struct Ctx<'a> {
@@ -131,10 +143,13 @@ pub(crate) async fn check(
     let per_try = gate.timeout.min(Duration::from_secs(10));
     let mut attempts = 0u32;
     let mut last = String::from("not checked");
+    // The soak comes on top of the time to pass.
     let opts = WaitOptions {
-        timeout: gate.timeout,
+        timeout: gate.timeout + gate.healthy_for.unwrap_or_default(),
         poll: gate.interval,
     };
+    let since = std::cell::Cell::new(None);
+    let since = &since;
     let stop_src = stop.clone();
     let waited = {
         let fetch = || {
@@ -184,16 +199,34 @@ pub(crate) async fn check(
                         }
                     }
                 };
-                Ok::<Look, Error>(look)
+                // Soak: once passing, a failing look fails the gate.
+                let now = tokio::time::Instant::now();
+                let done = match (look.passed, since.get()) {
+                    (true, None) => {
+                        since.set(Some(now));
+                        gate.healthy_for.is_none_or(|d| d.is_zero())
+                    }
+                    (true, Some(t)) => gate.healthy_for.is_none_or(|d| now - t >= d),
+                    (false, Some(t)) => {
+                        return Err(Error::Failed(format!(
+                            "the {kind} gate on {target} passed, then failed {} into its healthy_for of {}: {}",
+                            crate::duration::format_duration(now - t),
+                            crate::duration::format_duration(gate.healthy_for.unwrap_or_default()),
+                            look.detail
+                        )));
+                    }
+                    (false, None) => false,
+                };
+                Ok::<Soaked, Error>(Soaked { look, done })
             }
         };
         let wait = await_condition(
             opts,
             fetch,
-            |l: &Look| l.passed,
+            |l: &Soaked| l.done,
             |_| false,
-            |l: &Look| {
-                last = l.detail.clone();
+            |l: &Soaked| {
+                last = l.look.detail.clone();
             },
         );
         tokio::select! {
@@ -207,6 +240,7 @@ pub(crate) async fn check(
         passed: false,
         attempts,
         last,
+        healthy_for_ms: gate.healthy_for.map(|d| d.as_millis() as u64),
     };
     let err = match waited {
         Some(Ok(_)) => {
@@ -254,6 +288,7 @@ pub(crate) fn planned(gate: &Gate, vars: &Vars, zdu_node_id: Option<&str>) -> Ga
         passed: false,
         attempts: 0,
         last: String::new(),
+        healthy_for_ms: gate.healthy_for.map(|d| d.as_millis() as u64),
     }
 }
 

@@ -210,6 +210,12 @@ pub struct RollingReport {
 }
 
 impl RollingReport {
+    /// Where node `n` of group `g` is in [`nodes`](Self::nodes) (a node
+    /// a `revisit` group takes up again is there once per group).
+    pub(super) fn node_index(&self, g: &str, n: &str) -> Option<usize> {
+        self.nodes.iter().position(|x| x.node == n && x.group == g)
+    }
+
     /// One paragraph saying where the run stopped, the hook's output tail
     /// and how to continue (or that it finished).
     pub fn summary(&self) -> String {
@@ -237,9 +243,23 @@ impl RollingReport {
         };
         let mut s = format!("{place}{what} step {}: {}", f.step, f.message);
         if let Some(n) = &f.node {
-            let balanced = self.nodes.iter().any(|x| &x.node == n && x.balanced);
-            if balanced {
-                s.push_str(&format!("; {n} is left out of rotation"));
+            let node = f
+                .group
+                .as_deref()
+                .and_then(|g| self.node_index(g, n))
+                .map(|i| &self.nodes[i]);
+            // Back when its on_failure and gate passed and it was undrained.
+            let back = node.is_some_and(|x| {
+                x.steps
+                    .iter()
+                    .any(|s| s.step == Step::Undrain && s.result == StepResult::Ok)
+            });
+            if node.is_some_and(|x| x.balanced) {
+                s.push_str(&if back {
+                    format!("; {n} is back in rotation after its on_failure hook and gate passed")
+                } else {
+                    format!("; {n} is left out of rotation")
+                });
             }
         }
         if !f.output_tail.is_empty() {

@@ -5,10 +5,12 @@
 //! step marked when the run it resumes did it. `--dry-run` renders that
 //! list ([`planned`]), the executor (`exec/`) runs it.
 //!
-//! The order: `zdu_start` → for each group, its batches (for each node:
-//! `drain`, `before`, `upgrade` or `first_node`, `after`, `gate`,
-//! `undrain`), then `after_group` → `zdu_approve` → `rebalance` →
-//! `finally`. A batch's nodes are drained together and undrained
+//! The order: `preflight` (each check) → `zdu_start` → for each group,
+//! its batches (for each node: `drain`, `before`, `upgrade` or
+//! `first_node`, `after`, `gate`, `undrain` — none for a `hold` group,
+//! whose nodes a later `revisit` group takes up again), then
+//! `after_group` → `zdu_approve` → `rebalance` → `finally`. A node's
+//! `on_failure` runs only when one of its steps fails. A batch's nodes are drained together and undrained
 //! together; their steps in between run concurrently.
 //!
 //! **A new kind of step** is added here: a variant of [`Step`] (with its
@@ -41,14 +43,19 @@ pub use crate::engine::journal::Step;
 /// it is still out) and so undrained again; Confluence's upgrade mode is
 /// looked at again (entered only if the cluster is `STABLE`).
 fn reruns(step: Step) -> bool {
-    matches!(step, Step::ZduStart | Step::Drain | Step::Undrain)
+    matches!(
+        step,
+        Step::Preflight | Step::ZduStart | Step::Drain | Step::Undrain
+    )
 }
 
 /// Runs one of the plan's hooks (its time counts as the hooks').
 pub(super) fn is_hook(step: Step) -> bool {
     matches!(
         step,
-        Step::Before
+        Step::Preflight
+            | Step::OnFailure
+            | Step::Before
             | Step::Upgrade
             | Step::FirstNode
             | Step::After
@@ -120,6 +127,9 @@ pub(super) struct NodeSteps<'p> {
     pub done: bool,
     /// Its steps.
     pub steps: Vec<Item<'p>>,
+    /// The group's `on_failure` hook for this node: runs only when one
+    /// of its steps fails.
+    pub on_failure: Option<Item<'p>>,
 }
 
 /// The values hooks and gates see for step `step` of node `node` of group
@@ -147,6 +157,7 @@ fn gate_for(g: &Group, node: &Node) -> Option<Gate> {
             },
             timeout: DEFAULT_GATE_TIMEOUT,
             interval: DEFAULT_GATE_INTERVAL,
+            healthy_for: None,
         })
     })
 }
@@ -178,6 +189,10 @@ pub(super) fn steps<'p>(plan: &'p Plan, fleet: &Fleet, hist: &History) -> Vec<Un
         },
     };
     let mut units = Vec::new();
+    for h in &plan.preflight {
+        let command = h.command.clone();
+        units.push(own(None, Step::Preflight, Action::Hook(h), Some(command)));
+    }
     if let Some(z) = &plan.zdu {
         units.push(own(None, Step::ZduStart, Action::ZduStart(z), None));
     }
@@ -235,7 +250,15 @@ fn node_steps<'p>(
     let mut push = |step: Step, action: Action<'p>| {
         let command = match &action {
             Action::Hook(h) => Some(vars(fleet, Some(g), Some(n), step).substitute(&h.command)),
-            Action::Gate(_, planned) => Some(format!("{} {}", planned.kind, planned.target)),
+            Action::Gate(gt, planned) => Some(format!(
+                "{} {}{}",
+                planned.kind,
+                planned.target,
+                gt.healthy_for.map_or(String::new(), |d| format!(
+                    ", then healthy for {}",
+                    crate::duration::format_duration(d)
+                ))
+            )),
             _ => None,
         };
         let done = node_done || (!reruns(step) && hist.done(&g.name, n, step));
@@ -269,14 +292,22 @@ fn node_steps<'p>(
         );
         push(Step::Gate, Action::Gate(gt, planned));
     }
-    if g.balanced {
+    // A held node stays out until a later group revisits it.
+    if g.balanced && !g.hold {
         push(Step::Undrain, Action::Undrain);
     }
+    let on_failure = g.on_failure.as_ref().map(|h| Item {
+        step: Step::OnFailure,
+        action: Action::Hook(h),
+        command: Some(vars(fleet, Some(g), Some(n), Step::OnFailure).substitute(&h.command)),
+        done: false,
+    });
     NodeSteps {
         index,
         name: n,
         done: node_done,
         steps,
+        on_failure,
     }
 }
 
@@ -299,6 +330,11 @@ pub(super) fn planned(units: &[Unit<'_>], rep: &mut RollingReport) {
                         .iter()
                         .map(|i| planned_step(i, &node.members))
                         .collect();
+                    if let Some(i) = &n.on_failure {
+                        let mut s = planned_step(i, &[]);
+                        s.message = Some("only if a step of this node fails".into());
+                        node.steps.push(s);
+                    }
                     node.result = if n.done {
                         RunResult::Skipped
                     } else {

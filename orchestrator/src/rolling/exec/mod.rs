@@ -100,6 +100,20 @@ pub(super) async fn run(
     exec.go(units).await
 }
 
+/// The message of a run a preflight check refused: the check, how it
+/// ended, its last lines of output.
+fn preflight_refusal(f: &Failure) -> String {
+    let mut m = format!("preflight check failed, nothing changed: {}", f.message);
+    if !f.output_tail.is_empty() {
+        m.push_str(&format!(
+            "\n--- last {} lines of its output ---\n{}\n---",
+            f.output_tail.len(),
+            f.output_tail.join("\n")
+        ));
+    }
+    m
+}
+
 /// What the run found so far.
 struct State {
     report: RollingReport,
@@ -284,7 +298,7 @@ impl Exec<'_> {
                     s.group = Some(g.to_string());
                 }
                 st.report.steps.push(s.clone());
-            } else if let Some(i) = st.report.nodes.iter().position(|x| x.node == n) {
+            } else if let Some(i) = st.report.node_index(g, n) {
                 st.report.nodes[i].steps.push(s.clone());
                 if res.is_err() {
                     st.report.nodes[i].result = if s.result == StepResult::Interrupted {
@@ -373,7 +387,7 @@ impl Exec<'_> {
                 s.group = Some(g.to_string());
             }
             st.report.steps.push(s);
-        } else if let Some(i) = st.report.nodes.iter().position(|x| x.node == n) {
+        } else if let Some(i) = st.report.node_index(g, n) {
             st.report.nodes[i].steps.push(s);
         }
     }
@@ -413,6 +427,14 @@ impl Exec<'_> {
         st.report.ended = now_rfc3339();
         let report = st.report.clone();
         drop(st);
+        if let Some(f) = &report.failure
+            && f.step == Step::Preflight
+            && !f.interrupted
+        {
+            return Err(RollingError::Setup(crate::Error::Guard(preflight_refusal(
+                f,
+            ))));
+        }
         if ok {
             Ok(report)
         } else {
@@ -421,6 +443,18 @@ impl Exec<'_> {
     }
 
     async fn all(&self, units: &[Unit<'_>]) -> StepOutcome {
+        // Every check before anything changes, even when one fails.
+        let mut refused = false;
+        for u in units {
+            if let Unit::Step { group, item } = u
+                && item.step == Step::Preflight
+            {
+                refused |= self.own_step(*group, item).await.is_err();
+            }
+        }
+        if refused {
+            return Err(Stopped);
+        }
         // Nodes finished by earlier runs.
         {
             let mut st = self.st();
@@ -436,6 +470,7 @@ impl Exec<'_> {
         }
         for u in units {
             match u {
+                Unit::Step { item, .. } if item.step == Step::Preflight => {}
                 Unit::Step { group, item } => self.own_step(*group, item).await?,
                 Unit::Batch { group, nodes } => {
                     let todo: Vec<&NodeSteps<'_>> = nodes.iter().filter(|n| !n.done).collect();
