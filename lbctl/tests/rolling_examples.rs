@@ -406,3 +406,223 @@ fn the_confluence_example_runs_the_zdu_api_from_start_to_approve_under_load() {
         ]
     );
 }
+
+/// One Geo site's nodes, by component.
+fn site(s: &str) -> Vec<String> {
+    [
+        "consul1",
+        "postgres1",
+        "pgbouncer1",
+        "redis1",
+        "gitaly1",
+        "rails1",
+        "rails2",
+        "rails3",
+        "sidekiq1",
+    ]
+    .iter()
+    .map(|n| format!("{s}-{n}"))
+    .collect()
+}
+
+/// Sidekiq, as every site upgrades it.
+fn sidekiq(e: &mut Expected, node: &str) {
+    push(e, node, "before", &[TOUCH]);
+    push(e, node, "upgrade", &[INSTALL]);
+    push(e, node, "after", &[RECONFIGURE, RESTART]);
+}
+
+/// GitLab Geo's upgrade of a primary and a secondary site, in the
+/// document's order.
+fn geo_procedure() -> Expected {
+    let mut e = Vec::new();
+    let version = "dpkg-query -W -f='${Version}' gitlab-ee";
+    push(&mut e, "primary-rails1", "preflight", &[version]);
+    push(&mut e, "secondary-rails1", "preflight", &[version]);
+    push(
+        &mut e,
+        "primary-rails1",
+        "preflight",
+        &[
+            "sudo gitlab-rails runner -e production 'puts Gitlab::Database::BackgroundMigration::BatchedMigration.queued.count'",
+        ],
+    );
+    // Primary site: the normal process, without post-deployment migrations.
+    for n in ["consul1", "postgres1", "pgbouncer1", "redis1"] {
+        consul_like(&mut e, &format!("primary-{n}"));
+    }
+    gitaly(&mut e, "primary-gitaly1");
+    push(&mut e, "primary-rails1", "before", &[TOUCH]);
+    let on = set(&[("gitlab_rails.auto_migrate", "true")]);
+    push(&mut e, "primary-rails1", "upgrade", &[&on]);
+    push(&mut e, "primary-postgres1", "upgrade", &[PATRONI]);
+    let leader = set(&[
+        ("gitlab_rails.db_host", "'primary-postgres1'"),
+        ("gitlab_rails.db_port", "5432"),
+    ]);
+    push(&mut e, "primary-rails1", "upgrade", &[&leader, INSTALL]);
+    push(
+        &mut e,
+        "primary-rails1",
+        "after",
+        &["sudo SKIP_POST_DEPLOYMENT_MIGRATIONS=true gitlab-ctl reconfigure"],
+    );
+    let off = set(&[("gitlab_rails.auto_migrate", "false")]);
+    for n in ["primary-rails2", "primary-rails3"] {
+        push(&mut e, n, "before", &[TOUCH]);
+        push(&mut e, n, "upgrade", &[&off, INSTALL]);
+        push(&mut e, n, "after", &[RECONFIGURE, RESTART]);
+    }
+    sidekiq(&mut e, "primary-sidekiq1");
+    // Secondary site: the normal process but for Rails.
+    for n in ["consul1", "postgres1", "pgbouncer1", "redis1"] {
+        consul_like(&mut e, &format!("secondary-{n}"));
+    }
+    gitaly(&mut e, "secondary-gitaly1");
+    let off = set(&[
+        ("gitlab_rails.auto_migrate", "false"),
+        ("geo_secondary.auto_migrate", "false"),
+    ]);
+    // Its Rails deploy node.
+    push(
+        &mut e,
+        "secondary-rails1",
+        "before",
+        &[
+            "sudo gitlab-ctl stop geo-logcursor",
+            TOUCH,
+            "sudo scp primary-rails1:/etc/gitlab/gitlab-secrets.json /etc/gitlab/gitlab-secrets.json",
+        ],
+    );
+    push(&mut e, "secondary-rails1", "upgrade", &[&off, INSTALL]);
+    push(
+        &mut e,
+        "secondary-rails1",
+        "after",
+        &[
+            RECONFIGURE,
+            RESTART,
+            "sudo SKIP_POST_DEPLOYMENT_MIGRATIONS=true gitlab-rake db:migrate:geo",
+        ],
+    );
+    // Its other Rails nodes.
+    for n in ["secondary-rails2", "secondary-rails3"] {
+        push(
+            &mut e,
+            n,
+            "before",
+            &["sudo gitlab-ctl stop geo-logcursor", TOUCH],
+        );
+        push(&mut e, n, "upgrade", &[&off, INSTALL]);
+        push(&mut e, n, "after", &[RECONFIGURE, RESTART]);
+    }
+    sidekiq(&mut e, "secondary-sidekiq1");
+    // Post-deployment migrations on the primary's deploy node.
+    push(
+        &mut e,
+        "primary-rails1",
+        "upgrade",
+        &[
+            "sudo gitlab-rake gitlab:db:configure",
+            "sudo gitlab-rake gitlab:geo:check",
+        ],
+    );
+    let normal = set(&[
+        ("gitlab_rails.auto_migrate", "false"),
+        ("gitlab_rails.db_host", "'pgbouncer1'"),
+        ("gitlab_rails.db_port", "6432"),
+    ]);
+    push(
+        &mut e,
+        "primary-rails1",
+        "after",
+        &[&normal, RECONFIGURE, RESTART],
+    );
+    // The secondary's Geo tracking post-deployment migrations.
+    push(
+        &mut e,
+        "secondary-rails1",
+        "finally",
+        &[
+            "sudo gitlab-rake db:migrate:geo",
+            "sudo gitlab-rake geo:status",
+        ],
+    );
+    e
+}
+
+#[test]
+fn the_gitlab_geo_example_upgrades_the_primary_then_the_secondary_as_documented_under_load() {
+    let ids: Vec<String> = site("primary")
+        .into_iter()
+        .chain(site("secondary"))
+        .collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let apps = AppNodes::start(&ids);
+    for n in ["primary-rails1", "secondary-rails1"] {
+        apps.set_installed_version(n, "17.8.3-ee.0");
+    }
+    let primary = Haproxy::start(&pool(
+        &apps,
+        &["primary-rails1", "primary-rails2", "primary-rails3"],
+    ));
+    let secondary = Haproxy::start(&pool(
+        &apps,
+        &["secondary-rails1", "secondary-rails2", "secondary-rails3"],
+    ));
+    let balancers = format!(
+        "{}\n{}",
+        haproxy_section("primary", &primary.admin_socket()),
+        haproxy_section("secondary", &secondary.admin_socket())
+    );
+    let env = Env::with_plan(
+        &inventory(&apps, &balancers),
+        &example("gitlab-geo-plan.toml"),
+    )
+    .with_path(&apps.ssh_path());
+
+    let p_load = load(&primary.frontend_url("app"));
+    let s_load = load(&secondary.frontend_url("app"));
+    let out = env.rolling(&["--output", "json"]);
+    p_load.wait_for_ok(100);
+    s_load.wait_for_ok(100);
+    let (p, s) = (p_load.stop(), s_load.stop());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out.stderr),
+        text(&out.stdout)
+    );
+    assert_no_failure(&p, "Geo example, primary site");
+    assert_no_failure(&s, "Geo example, secondary site");
+
+    let (got, gates) = recorded(&apps);
+    let want = geo_procedure();
+    assert!(got == want, "{}", diff(&got, &want));
+    assert!(
+        gates
+            .iter()
+            .all(|(n, _, c)| n.ends_with("-sidekiq1") && c == "sudo gitlab-ctl status sidekiq"),
+        "{gates:?}"
+    );
+    for id in &ids {
+        assert_eq!(apps.installed_version(id), "17.9.1-ee.0", "{id}");
+    }
+    for (h, n) in [
+        (&primary, "primary-rails1"),
+        (&primary, "primary-rails2"),
+        (&primary, "primary-rails3"),
+        (&secondary, "secondary-rails1"),
+        (&secondary, "secondary-rails2"),
+        (&secondary, "secondary-rails3"),
+    ] {
+        assert_eq!(admin_bits(h, n), 0, "{n} is back in rotation");
+    }
+    let v = json(&out);
+    assert_eq!(v["result"], "ok");
+    assert_eq!(
+        v["nodes_done"], 19,
+        "18 nodes, the primary's deploy node twice"
+    );
+}
