@@ -4,7 +4,7 @@
 
 use crate::error::CliError;
 use orchestrator::report::{ChangeReport, MemberChange, MemberStatus, RecoverReport, StatusReport};
-use orchestrator::rolling::{RollingReport, RunResult, StepReport, StepResult};
+use orchestrator::rolling::{RollingReport, RunResult, Step, StepReport, StepResult};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy)]
@@ -322,6 +322,7 @@ pub fn rolling(out: &Output, r: &RollingReport) {
     let planned = |s: &StepReport| {
         let mark = match s.result {
             StepResult::Skipped => " [done earlier, skipped]",
+            _ if s.step == Step::OnFailure => " [only if a step of this node fails]",
             _ => "",
         };
         format!(
@@ -335,7 +336,8 @@ pub fn rolling(out: &Output, r: &RollingReport) {
             println!("  {}", planned(s));
         }
     };
-    plan_steps(&|s| s.group.is_none() && s.step == orchestrator::rolling::Step::ZduStart);
+    let first = |s: &StepReport| matches!(s.step, Step::Preflight | Step::ZduStart);
+    plan_steps(&|s| s.group.is_none() && first(s));
     let mut group: Option<&str> = None;
     for n in &r.nodes {
         if group != Some(n.group.as_str()) {
@@ -370,5 +372,5 @@ pub fn rolling(out: &Output, r: &RollingReport) {
     if let Some(g) = group {
         plan_steps(&|s| s.group.as_deref() == Some(g));
     }
-    plan_steps(&|s| s.group.is_none() && s.step != orchestrator::rolling::Step::ZduStart);
+    plan_steps(&|s| s.group.is_none() && !first(s));
 }

@@ -721,3 +721,166 @@ fn bad_plans_and_empty_resumes_are_exit_2_naming_what_is_wrong() {
         "{log}"
     );
 }
+
+#[test]
+fn a_gate_with_healthy_for_fails_a_node_that_passes_once_then_goes_down_and_keeps_it_out() {
+    let apps = AppNodes::start_many(3);
+    let ids = apps.ids();
+    let hap = Haproxy::start(&pool(&apps, &ids));
+    // node2 starts, answers, and stops again half a second later (a
+    // crash after start-up): its first look passes.
+    let crash = format!(
+        "if [ {{node}} = node2 ]; then (sleep 0.5; {}) >/dev/null 2>&1 & fi",
+        apps.hook("stop").replace('\'', "")
+    );
+    let start = apps.hook("start").replace('\'', "");
+    let plan = upgrade_plan(&apps, &ids)
+        .replace(
+            "timeout = \"30s\"\n",
+            "timeout = \"30s\"\nhealthy_for = \"2s\"\n",
+        )
+        .replace(
+            &format!("after = \"{start}\""),
+            &format!("after = \"{start}; {crash}\""),
+        );
+    assert!(
+        plan.contains("healthy_for") && plan.contains("sleep 0.5"),
+        "{plan}"
+    );
+    let env = Env::with_plan(
+        &inventory(&apps, &haproxy_section("edge", &hap.admin_socket())),
+        &plan,
+    );
+
+    // The dry run says so.
+    let out = env.rolling(&["--dry-run"]);
+    assert!(
+        text(&out.stdout).contains("-> 200 with \"ok\", then healthy for 2s"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let traffic = load(&hap.frontend_url("app"));
+    let out = env.rolling(&["--output", "json"]);
+    let r = traffic.stop();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_no_failure(&r, "a node failing its soak stays out");
+    let v = json(&out);
+    let n1 = &v["nodes"][0]["steps"][4];
+    assert_eq!(n1["step"], "gate");
+    assert_eq!(n1["result"], "ok", "node1 stayed healthy: {n1}");
+    assert_eq!(n1["gate"]["healthy_for_ms"], 2000);
+    assert!(
+        n1["gate"]["attempts"].as_u64().unwrap() > 1,
+        "node1 was looked at again during its soak: {n1}"
+    );
+    assert_eq!(v["failure"]["node"], "node2");
+    assert_eq!(v["failure"]["step"], "gate");
+    let msg = v["failure"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("passed, then failed") && msg.contains("into its healthy_for of 2s"),
+        "{msg}"
+    );
+    assert_eq!(admin_bits(&hap, "node1"), 0, "node1 back");
+    assert_eq!(admin_bits(&hap, "node2") & 1, 1, "node2 stays in maint");
+    assert_eq!(admin_bits(&hap, "node3"), 0, "node3 untouched");
+}
+
+#[test]
+fn on_failure_rolls_a_node_back_and_it_returns_only_when_its_gate_passes() {
+    let apps = AppNodes::start_many(3);
+    let ids = apps.ids();
+    let hap = Haproxy::start(&pool(&apps, &ids));
+    // node2's upgrade fails after installing version 2; the rollback
+    // installs version 1 again and starts it.
+    let plan = upgrade_plan(&apps, &ids).replace(
+        "timeout = \"1m\"\n",
+        &format!(
+            "on_failure = \"echo rolling {{node}} back; {} && {}\"\ntimeout = \"1m\"\n",
+            apps.hook("install --version 1").replace('\'', ""),
+            apps.hook("start").replace('\'', "")
+        ),
+    );
+    let plan = plan.replace(
+        "upgrade = \"",
+        "upgrade = \"test {node} != node2 || { echo dpkg: error processing gitlab-ee >&2; exit 100; }; ",
+    );
+    let env = Env::with_plan(
+        &inventory(&apps, &haproxy_section("edge", &hap.admin_socket())),
+        &plan,
+    );
+    let t = text(&env.rolling(&["--dry-run"]).stdout);
+    assert!(
+        t.contains("on_failure") && t.contains("echo rolling node2 back"),
+        "{t}"
+    );
+
+    let traffic = load(&hap.frontend_url("app"));
+    let out = env.rolling(&["--output", "json"]);
+    traffic.wait_for_ok(100);
+    let r = traffic.stop();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the run still stops: {}",
+        text(&out.stderr)
+    );
+    assert_no_failure(&r, "a node rolled back");
+    let v = json(&out);
+    assert_eq!(v["failure"]["node"], "node2");
+    assert_eq!(v["failure"]["step"], "upgrade");
+    let steps: Vec<String> = v["nodes"][1]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}",
+                s["step"].as_str().unwrap(),
+                s["result"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "drain ok",
+            "before ok",
+            "upgrade failed",
+            "on_failure ok",
+            "gate ok",
+            "undrain ok"
+        ]
+    );
+    assert_eq!(v["nodes"][1]["result"], "failed");
+    assert_eq!(v["nodes"][1]["steps"][3]["exit_code"], 0);
+    assert_eq!(admin_bits(&hap, "node2"), 0, "node2 is back, at version 1");
+    assert_eq!(apps.installed_version("node2"), "1");
+    assert_eq!(admin_bits(&hap, "node3"), 0, "node3 untouched");
+    assert_eq!(apps.installed_version("node3"), "1");
+    let err = v["error"]["message"].as_str().unwrap();
+    assert!(
+        err.contains("node2 is back in rotation after its on_failure hook and gate passed"),
+        "{err}"
+    );
+
+    // A rollback that fails: node2 stays out of rotation.
+    let failing = plan.replace(
+        "echo rolling {node} back;",
+        "echo rolling {node} back; false &&",
+    );
+    std::fs::write(env.plan(), failing).unwrap();
+    let out = env.rolling(&["--restart", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let v = json(&out);
+    assert_eq!(v["nodes"][1]["steps"][3]["step"], "on_failure");
+    assert_eq!(v["nodes"][1]["steps"][3]["result"], "failed");
+    assert_eq!(admin_bits(&hap, "node2") & 1, 1, "node2 stays in maint");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("node2 is left out of rotation"),
+        "{v}"
+    );
+}

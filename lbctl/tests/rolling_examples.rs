@@ -626,3 +626,66 @@ fn the_gitlab_geo_example_upgrades_the_primary_then_the_secondary_as_documented_
         "18 nodes, the primary's deploy node twice"
     );
 }
+
+#[test]
+fn the_gitlab_preflight_refuses_with_exit_4_and_changes_nothing_until_its_checks_pass() {
+    let apps = AppNodes::start(&GITLAB_NODES);
+    apps.set_installed_version("rails1", "17.8.3-ee.0");
+    apps.set_background_migrations(3);
+    let rails = ["rails1", "rails2", "rails3"];
+    let hap = Haproxy::start(&pool(&apps, &rails));
+    let env = Env::with_plan(
+        &inventory(&apps, &haproxy_section("edge", &hap.admin_socket())),
+        &example("gitlab-plan.toml"),
+    )
+    .with_path(&apps.ssh_path());
+    let before = pids(&apps, &GITLAB_NODES);
+
+    // The dry run lists the checks first, and runs none.
+    let t = text(&env.rolling(&["--dry-run"]).stdout);
+    let first = t.lines().find(|l| l.starts_with("  ")).unwrap();
+    assert!(first.starts_with("  preflight   v=$(ssh rails1"), "{t}");
+    assert!(apps.ssh_steps().is_empty(), "{:?}", apps.ssh_steps());
+
+    // Background migrations still queued.
+    let out = env.rolling(&["--output", "json"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let v = json(&out);
+    assert_eq!(v["error"]["kind"], "guard");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("preflight check failed, nothing changed"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("batched background migrations queued: 3"),
+        "{msg}"
+    );
+    let steps: Vec<String> = apps.ssh_steps().into_iter().map(|(_, s, _)| s).collect();
+    assert_eq!(steps, ["preflight", "preflight"], "only the checks ran");
+
+    // Not one minor release behind.
+    apps.set_background_migrations(0);
+    apps.set_installed_version("rails1", "17.7.6-ee.0");
+    let out = env.rolling(&[]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("installed: 17.7.6-ee.0")
+            && err.contains("17.9 must be reached from 17.8, one minor release at a time"),
+        "{err}"
+    );
+    for id in rails {
+        assert_eq!(admin_bits(&hap, id), 0, "{id} untouched");
+    }
+    assert_eq!(pids(&apps, &GITLAB_NODES), before, "no node restarted");
+    for id in GITLAB_NODES.iter().filter(|n| **n != "rails1") {
+        assert_eq!(apps.installed_version(id), "1", "{id} not upgraded");
+    }
+
+    // Once the checks pass, a plain run (no --resume, no --restart) goes.
+    apps.set_installed_version("rails1", "17.8.3-ee.0");
+    let out = env.rolling(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(apps.installed_version("sidekiq1"), "17.9.1-ee.0");
+}
