@@ -355,3 +355,91 @@ fn shell_safety() {
         assert!(!shell_safe(s), "{s}");
     }
 }
+
+#[test]
+fn preflight_hold_revisit_on_failure_and_healthy_for_parse() {
+    let text = format!(
+        "preflight = [\"test -e /ok\", \"true\"]\n{}\n[[group]]\nname = \"post\"\nnodes = [\"rails1\", \"rails2\", \"rails3\"]\nrevisit = true\n",
+        GITLAB
+            .replace("batch = 2\n", "batch = 2\nhold = true\n")
+            .replace(
+                "timeout = \"30m\"",
+                "on_failure = \"ssh {node} sudo apt-get install -y gitlab-ee=1\"\ntimeout = \"30m\""
+            )
+            .replace(
+                "timeout = \"1m\"",
+                "timeout = \"1m\"\nhealthy_for = \"30s\""
+            )
+    );
+    let p = Plan::parse(&text, "p.toml").unwrap();
+    assert_eq!(
+        p.preflight
+            .iter()
+            .map(|h| h.command.as_str())
+            .collect::<Vec<_>>(),
+        ["test -e /ok", "true"]
+    );
+    assert_eq!(
+        p.preflight[0].timeout,
+        Duration::from_secs(600),
+        "hook_timeout"
+    );
+    assert!(p.groups[1].hold && !p.groups[1].revisit);
+    assert!(p.groups[2].revisit && !p.groups[2].hold);
+    assert_eq!(
+        p.groups[1].on_failure.as_ref().unwrap().command,
+        "ssh {node} sudo apt-get install -y gitlab-ee=1"
+    );
+    assert_eq!(
+        p.groups[0].gate.as_ref().unwrap().healthy_for,
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(p.nodes().count(), 8, "the rails nodes twice");
+}
+
+#[test]
+fn preflight_hold_and_revisit_errors_name_the_line() {
+    let post = "\n[[group]]\nname = \"post\"\nnodes = [\"rails1\"]\nrevisit = true\n";
+    let cases: &[(String, &str)] = &[
+        (
+            format!("preflight = [\"ssh {{node}} true\"]\n{GITLAB}"),
+            "p.toml: line 1: preflight runs once for the plan, so it cannot use {node}",
+        ),
+        (
+            format!("preflight = [\" \"]\n{GITLAB}"),
+            "p.toml: line 1: preflight: a command is empty",
+        ),
+        (
+            GITLAB.replace("batch = 2\n", "batch = 2\nhold = true\n"),
+            "p.toml: line 18: group rails: hold = true, but node \"rails1\" is in no later group with revisit = true",
+        ),
+        (
+            GITLAB.replace("balanced = false\n", "balanced = false\nhold = true\n"),
+            "group postgres: hold = true keeps nodes out of rotation, but balanced = false",
+        ),
+        (
+            format!("{GITLAB}{}", post.replace("rails1", "rails9")),
+            "group post: revisit = true, but node \"rails9\" is in no earlier group",
+        ),
+        (
+            format!("{GITLAB}{}", post.replace("revisit = true\n", "")),
+            "group post: node \"rails1\" is already in group rails; a node is upgraded once (a group that comes back to it says revisit = true)",
+        ),
+        (
+            GITLAB.replace("[\"pg1\", \"pg2\"]", "[\"pg1\", \"pg1\"]"),
+            "p.toml: line 7: group postgres: node \"pg1\" is listed twice",
+        ),
+        (
+            GITLAB.replace("timeout = \"1m\"", "timeout = \"1m\"\nhealthy_for = \"0s\""),
+            "group postgres: gate: healthy_for must be more than 0",
+        ),
+        (
+            GITLAB.replace("timeout = \"30m\"", "on_failure = \"\"\ntimeout = \"30m\""),
+            "group rails: hooks.on_failure is empty",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = Plan::parse(text, "p.toml").unwrap_err().to_string();
+        assert!(e.contains(want), "{want}\n{e}");
+    }
+}
