@@ -147,6 +147,11 @@ enum Command {
         /// stopped half way
         #[arg(long)]
         restart: bool,
+        /// With --resume: go on without NODE (or GROUP/NODE), a node the
+        /// last run stopped on; it stays as it is (out of rotation), named
+        /// in a warning. Repeatable
+        #[arg(long, value_name = "NODE", requires = "resume")]
+        skip: Vec<String>,
         /// Print the whole ordered plan (every node, step and hook
         /// command); change nothing
         #[arg(long)]
@@ -422,6 +427,7 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
             plan,
             resume,
             restart,
+            skip,
             dry_run,
         } => {
             let plan = Plan::load(plan)?;
@@ -440,6 +446,7 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
                 dry_run: *dry_run,
                 hook_log: None,
                 resume_hint: Some(resume_hint()),
+                skip: skip.clone(),
             };
             let mut rolling = Rolling::new(&fleet, &plan).options(opts);
             if let Some(d) = &display {

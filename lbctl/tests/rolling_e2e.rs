@@ -884,3 +884,171 @@ fn on_failure_rolls_a_node_back_and_it_returns_only_when_its_gate_passes() {
         "{v}"
     );
 }
+
+#[test]
+fn a_pause_after_the_first_node_exits_0_paused_and_resume_goes_on() {
+    let apps = AppNodes::start_many(3);
+    let ids = apps.ids();
+    let hap = Haproxy::start(&pool(&apps, &ids));
+    let env = Env::with_plan(
+        &inventory(&apps, &haproxy_section("edge", &hap.admin_socket())),
+        &format!(
+            "pause = \"after_first_node\"\n\n{}",
+            upgrade_plan(&apps, &ids)
+        ),
+    );
+    let t = text(&env.rolling(&["--dry-run"]).stdout);
+    let lines: Vec<&str> = t.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("  pause"))
+        .unwrap_or_else(|| panic!("{t}"));
+    assert_eq!(
+        lines[at],
+        "  pause       after app/node1: stop here (pause = \"after_first_node\"); `--resume` goes on"
+    );
+    assert!(lines[at - 1].contains("undrain"), "right after node1: {t}");
+    assert!(lines[at + 1].starts_with("  node2"), "{t}");
+
+    let traffic = load(&hap.frontend_url("app"));
+    let out = env.rolling(&["--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v = json(&out);
+    assert_eq!(v["result"], "paused");
+    assert_eq!(v["paused"]["pause"], "after_first_node");
+    assert_eq!(v["paused"]["group"], "app");
+    assert_eq!(v["paused"]["node"], "node1");
+    assert!(
+        v["paused"]["resume"]
+            .as_str()
+            .unwrap()
+            .ends_with("--resume"),
+        "{v}"
+    );
+    assert_eq!(v["nodes_done"], 1);
+    assert_eq!(v["nodes"][1]["result"], "pending");
+    assert_eq!(apps.installed_version("node1"), "2");
+    assert_eq!(apps.installed_version("node2"), "1", "node2 not begun");
+    for id in &ids {
+        assert_eq!(admin_bits(&hap, id), 0, "{id} in rotation while paused");
+    }
+
+    // A plain run is refused: the last one is not finished.
+    let out = env.rolling(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--resume"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = env.rolling(&["--resume"]);
+    traffic.wait_for_ok(100);
+    let r = traffic.stop();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("rolling upgrade done: 3/3 nodes"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_no_failure(&r, "pause and resume");
+    for id in &ids {
+        assert_eq!(apps.installed_version(id), "2");
+        assert_eq!(admin_bits(&hap, id), 0);
+    }
+}
+
+#[test]
+fn a_group_pause_after_the_group_names_the_group_and_prints_the_command_that_continues() {
+    let apps = AppNodes::start_many(3);
+    let ids = apps.ids();
+    let hap = Haproxy::start(&pool(&apps, &ids));
+    let one = upgrade_plan(&apps, &["node1"])
+        .replace("[group.hooks]", "pause = \"after_group\"\n\n[group.hooks]");
+    let rest =
+        upgrade_plan(&apps, &["node2", "node3"]).replace("name = \"app\"", "name = \"rest\"");
+    let env = Env::with_plan(
+        &inventory(&apps, &haproxy_section("edge", &hap.admin_socket())),
+        &format!("{one}\n{rest}"),
+    );
+    let out = env.rolling(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    assert!(
+        t.contains("paused after group app (pause = \"after_group\"): 1/3 nodes done; continue with `lbctl rolling --plan")
+            && t.trim_end().ends_with("--resume`"),
+        "{t}"
+    );
+    let out = env.rolling(&["--resume", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v = json(&out);
+    assert_eq!(v["result"], "ok");
+    let pause = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "pause")
+        .unwrap();
+    assert_eq!(pause["result"], "skipped", "{v}");
+    assert_eq!(apps.installed_version("node3"), "2");
+}
+
+#[test]
+fn skip_finishes_a_confluence_upgrade_without_a_node_in_error_that_was_shut_down() {
+    let apps = AppNodes::start(&CONFLUENCE);
+    let hap = Haproxy::start(&pool(&apps, &CONFLUENCE));
+    let z = FakeZdu::start_with(&zdu_nodes(&apps), "1", Some(("admin", "secret")));
+    let env = confluence_env(&apps, &hap, &z);
+    let plan = std::fs::read_to_string(env.plan()).unwrap();
+    let broken = plan.replace(
+        "ssh {node} sudo /tmp/atlassian",
+        "test {node} != confluence2 && ssh {node} sudo /tmp/atlassian",
+    );
+    std::fs::write(env.plan(), &broken).unwrap();
+    let traffic = load(&hap.frontend_url("app"));
+    let out = env.rolling(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(z.state(), "MIXED");
+
+    // --skip needs --resume, and a node the run stopped on.
+    let out = env.rolling(&["--skip", "confluence2"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = env.rolling(&["--resume", "--skip", "confluence3"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--skip confluence3: the last run did not stop on it"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = env.rolling(&["--resume", "--skip", "confluence9"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+
+    // The operator shuts the node in error down (OFFLINE), then goes on
+    // without it.
+    apps.stop("confluence2");
+    let out = env.rolling(&["--resume", "--skip", "confluence2", "--output", "json"]);
+    traffic.wait_for_ok(100);
+    let r = traffic.stop();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_no_failure(&r, "skip a node in error");
+    let v = json(&out);
+    assert_eq!(v["result"], "ok");
+    assert_eq!(v["nodes"][1]["node"], "confluence2");
+    assert_eq!(v["nodes"][1]["result"], "left_out");
+    assert_eq!(v["nodes"][2]["result"], "ok");
+    assert_eq!(v["nodes_done"], 2);
+    let warned = v["warnings"].as_array().unwrap().iter().any(|w| {
+        w.as_str().unwrap()
+            == "confluence/confluence2: skipped (--skip): its remaining steps did not run; it stays out of rotation"
+    });
+    assert!(warned, "{v}");
+    assert_eq!(z.state(), "STABLE", "approved without the node shut down");
+    assert_eq!(z.version(), "9.2.1");
+    assert_eq!(
+        admin_bits(&hap, "confluence2") & 1,
+        1,
+        "confluence2 stays in maint"
+    );
+    assert_eq!(admin_bits(&hap, "confluence3"), 0);
+    assert_eq!(apps.installed_version("confluence3"), "9.2.1");
+}

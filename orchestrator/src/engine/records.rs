@@ -300,6 +300,12 @@ pub enum Step {
     Node,
     /// The group's `on_failure` hook, after a node's step failed.
     OnFailure,
+    /// A pause point of the plan (`pause`): the run stopped there, to be
+    /// continued with `--resume`.
+    Pause,
+    /// `--resume --skip NODE`: the node is left out of the rest of the
+    /// run (and of the runs that resume it).
+    Skip,
 }
 
 impl Step {
@@ -322,6 +328,8 @@ impl Step {
             Step::ZduCancel => "zdu_cancel",
             Step::Node => "node",
             Step::OnFailure => "on_failure",
+            Step::Pause => "pause",
+            Step::Skip => "skip",
         }
     }
 }

@@ -70,6 +70,10 @@ pub struct Plan {
     pub finally: Option<Hook>,
     /// Confluence Data Center's zero-downtime-upgrade API.
     pub zdu: Option<ZduConfig>,
+    /// `pause = "after_first_node" | "after_group"`: where the run stops
+    /// for a person to look (exit 0, result `paused`; `--resume` goes on).
+    /// A group's own `pause` replaces this one for that group.
+    pub pause: Option<Pause>,
     /// `rebalance = true` or `rebalance = { … }`: [`Fleet::rebalance`](crate::Fleet::rebalance) over
     /// every pool once the last node is back (before `finally`). `None`
     /// when the key is absent or `false`.
@@ -133,6 +137,29 @@ pub struct Group {
     pub on_failure: Option<Hook>,
     /// What a node must pass before it returns to rotation.
     pub gate: Option<Gate>,
+    /// Where the run pauses in this group (else the plan's `pause`).
+    pub pause: Option<Pause>,
+}
+
+/// A pause point: the run stops there cleanly for a person to look, and
+/// `--resume` goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pause {
+    /// Once the first node (the first batch) is back in rotation: the
+    /// plan's first node, or a group's.
+    AfterFirstNode,
+    /// Once a group (its `after_group` included) is done.
+    AfterGroup,
+}
+
+impl Pause {
+    /// As the plan writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pause::AfterFirstNode => "after_first_node",
+            Pause::AfterGroup => "after_group",
+        }
+    }
 }
 
 impl Group {
@@ -152,6 +179,7 @@ impl Group {
             after_group: None,
             on_failure: None,
             gate: None,
+            pause: None,
         }
     }
 }
@@ -282,6 +310,7 @@ impl Plan {
             groups,
             finally: None,
             zdu: None,
+            pause: None,
             rebalance: None,
             origin: "plan".into(),
             lines: Lines::default(),

@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::{
     DEFAULT_GATE_INTERVAL, DEFAULT_GATE_TIMEOUT, DEFAULT_HOOK_TIMEOUT, Gate, GateCheck, Group,
-    Hook, Lines, Plan, ZduConfig, shell_safe,
+    Hook, Lines, Pause, Plan, ZduConfig, shell_safe,
 };
 use crate::duration::{parse_duration, serde_opt};
 use crate::error::{Error, Result};
@@ -25,6 +25,7 @@ struct RawPlan {
     #[serde(default, with = "serde_opt")]
     hook_timeout: Option<Duration>,
     zdu: Option<Spanned<RawZdu>>,
+    pause: Option<Spanned<String>>,
     rebalance: Option<Spanned<RawRebalance>>,
     #[serde(default)]
     group: Vec<Spanned<RawGroup>>,
@@ -89,6 +90,7 @@ struct RawGroup {
     hold: bool,
     #[serde(default)]
     revisit: bool,
+    pause: Option<Spanned<String>>,
     #[serde(default)]
     hooks: RawHooks,
     gate: Option<Spanned<RawGate>>,
@@ -154,6 +156,19 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// `pause = "after_first_node" | "after_group"`.
+    fn pause(&self, p: Option<Spanned<String>>, whose: &str) -> Result<Option<Pause>> {
+        let Some(p) = p else { return Ok(None) };
+        match p.get_ref().as_str() {
+            "after_first_node" => Ok(Some(Pause::AfterFirstNode)),
+            "after_group" => Ok(Some(Pause::AfterGroup)),
+            other => Err(self.err(
+                p.span().start,
+                format!("{whose}pause = {other:?}: after_first_node or after_group"),
+            )),
+        }
+    }
+
     fn line(&self, at: usize) -> usize {
         self.text[..at.min(self.text.len())].matches('\n').count() + 1
     }
@@ -180,6 +195,7 @@ impl Plan {
             )));
         }
         let zdu = raw.zdu.map(|z| zdu_config(&cx, z)).transpose()?;
+        let pause = cx.pause(raw.pause, "")?;
         let rebalance = match raw.rebalance {
             None => None,
             Some(r) => rebalance_options(&cx, r)?,
@@ -290,6 +306,7 @@ impl Plan {
             let after = hook(g.hooks.after, "after", true)?;
             let after_group = hook(g.hooks.after_group, "after_group", false)?;
             let on_failure = hook(g.hooks.on_failure, "on_failure", true)?;
+            let group_pause = cx.pause(g.pause, &format!("group {name}: "))?;
             let gate = g
                 .gate
                 .map(|gt| gate(&cx, &name, gt, zdu.is_some()))
@@ -321,6 +338,7 @@ impl Plan {
                 after_group,
                 on_failure,
                 gate,
+                pause: group_pause,
             });
         }
         if let Some((n, (g, at))) = held.into_iter().next() {
@@ -377,6 +395,7 @@ impl Plan {
             groups,
             finally,
             zdu,
+            pause,
             rebalance,
             origin: origin.into(),
             lines,

@@ -32,7 +32,8 @@ use super::report::{NodeReport, RollingReport, RunResult, StepReport, StepResult
 use super::zdu;
 use crate::fleet::{Fleet, Node};
 use crate::plan::{
-    DEFAULT_GATE_INTERVAL, DEFAULT_GATE_TIMEOUT, Gate, GateCheck, Group, Hook, Plan, ZduConfig,
+    DEFAULT_GATE_INTERVAL, DEFAULT_GATE_TIMEOUT, Gate, GateCheck, Group, Hook, Pause, Plan,
+    ZduConfig,
 };
 use crate::rebalance::RebalanceOptions;
 
@@ -95,6 +96,8 @@ pub(super) enum Action<'p> {
     ZduApprove(&'p ZduConfig),
     /// [`Fleet::rebalance`] over every pool.
     Rebalance(&'p RebalanceOptions),
+    /// A pause point: the run stops here (exit 0) until `--resume`.
+    Pause(Pause),
 }
 
 /// One entry of the ordered list.
@@ -125,6 +128,9 @@ pub(super) struct NodeSteps<'p> {
     pub name: &'p str,
     /// The runs this one resumes finished it: skip it whole.
     pub done: bool,
+    /// `--skip` (now or in a run this one resumes): left out of the rest
+    /// of the run, as it is.
+    pub skip: bool,
     /// Its steps.
     pub steps: Vec<Item<'p>>,
     /// The group's `on_failure` hook for this node: runs only when one
@@ -178,7 +184,15 @@ fn batches(g: &Group) -> Vec<Vec<usize>> {
 
 /// Every step of `plan` over `fleet`, in order, marked done where `hist`
 /// says the resumed runs did it.
-pub(super) fn steps<'p>(plan: &'p Plan, fleet: &Fleet, hist: &History) -> Vec<Unit<'p>> {
+///
+/// `skip`: nodes `--skip` leaves out (`group/node` or `node`, for every
+/// group the node is in); so are those a resumed run skipped.
+pub(super) fn steps<'p>(
+    plan: &'p Plan,
+    fleet: &Fleet,
+    hist: &History,
+    skip: &[String],
+) -> Vec<Unit<'p>> {
     let own = |group: Option<&'p Group>, step: Step, action: Action<'p>, command| Unit::Step {
         group,
         item: Item {
@@ -197,13 +211,25 @@ pub(super) fn steps<'p>(plan: &'p Plan, fleet: &Fleet, hist: &History) -> Vec<Un
         units.push(own(None, Step::ZduStart, Action::ZduStart(z), None));
     }
     let mut first = 0;
-    for g in &plan.groups {
-        for batch in batches(g) {
-            let nodes = batch
+    for (gi, g) in plan.groups.iter().enumerate() {
+        for (bi, batch) in batches(g).into_iter().enumerate() {
+            let nodes: Vec<NodeSteps<'p>> = batch
                 .into_iter()
-                .map(|ni| node_steps(plan, fleet, hist, g, ni, first + ni))
+                .map(|ni| node_steps(plan, fleet, hist, g, ni, first + ni, skip))
                 .collect();
+            let after = format!("after {}/{}", g.name, nodes[0].name);
             units.push(Unit::Batch { group: g, nodes });
+            // The plan's first node (unless its group pauses there
+            // itself), or the group's own.
+            if bi == 0 && gi == 0 && plan.pause == Some(Pause::AfterFirstNode) && g.pause.is_none()
+            {
+                let p = Action::Pause(Pause::AfterFirstNode);
+                units.push(own(None, Step::Pause, p, Some(after.clone())));
+            }
+            if bi == 0 && g.pause == Some(Pause::AfterFirstNode) {
+                let p = Action::Pause(Pause::AfterFirstNode);
+                units.push(own(Some(g), Step::Pause, p, Some(after)));
+            }
         }
         first += g.nodes.len();
         if let Some(h) = &g.after_group {
@@ -214,6 +240,11 @@ pub(super) fn steps<'p>(plan: &'p Plan, fleet: &Fleet, hist: &History) -> Vec<Un
                 Action::Hook(h),
                 Some(command),
             ));
+        }
+        if g.pause.or(plan.pause) == Some(Pause::AfterGroup) {
+            let p = Action::Pause(Pause::AfterGroup);
+            let at = format!("after group {}", g.name);
+            units.push(own(Some(g), Step::Pause, p, Some(at)));
         }
     }
     if let Some(z) = &plan.zdu {
@@ -232,6 +263,10 @@ pub(super) fn steps<'p>(plan: &'p Plan, fleet: &Fleet, hist: &History) -> Vec<Un
         let command = h.command.clone();
         units.push(own(None, Step::Finally, Action::Hook(h), Some(command)));
     }
+    // Nothing to pause before.
+    while matches!(units.last(), Some(Unit::Step { item, .. }) if item.step == Step::Pause) {
+        units.pop();
+    }
     units
 }
 
@@ -243,9 +278,11 @@ fn node_steps<'p>(
     g: &'p Group,
     ni: usize,
     index: usize,
+    skip: &[String],
 ) -> NodeSteps<'p> {
     let n = g.nodes[ni].as_str();
     let node_done = hist.node_done(&g.name, n);
+    let skip = !node_done && (hist.node_skipped(&g.name, n) || skip_named(skip, &g.name, n));
     let mut steps = Vec::new();
     let mut push = |step: Step, action: Action<'p>| {
         let command = match &action {
@@ -306,9 +343,16 @@ fn node_steps<'p>(
         index,
         name: n,
         done: node_done,
+        skip,
         steps,
         on_failure,
     }
+}
+
+/// Whether `--skip` names node `n` of group `g` (`NODE` or `GROUP/NODE`).
+pub(super) fn skip_named(skip: &[String], g: &str, n: &str) -> bool {
+    skip.iter()
+        .any(|s| s == n || s.split_once('/') == Some((g, n)))
 }
 
 /// `--dry-run`: `units` written into the report `rep` (made for the plan,
@@ -337,6 +381,8 @@ pub(super) fn planned(units: &[Unit<'_>], rep: &mut RollingReport) {
                     }
                     node.result = if n.done {
                         RunResult::Skipped
+                    } else if n.skip {
+                        RunResult::LeftOut
                     } else {
                         RunResult::Planned
                     };
@@ -365,6 +411,12 @@ fn planned_step(item: &Item<'_>, members: &[String]) -> StepReport {
         Action::Gate(_, planned) => s.gate = Some(planned.clone()),
         Action::ZduStart(z) => s.command = Some(zdu::describe_start(z)),
         Action::ZduApprove(z) => s.command = Some(zdu::describe_approve(z)),
+        Action::Pause(p) => {
+            s.message = Some(format!(
+                "stop here (pause = {:?}); `--resume` goes on",
+                p.as_str()
+            ));
+        }
         Action::Hook(_) | Action::Rebalance(_) => {}
     }
     if item.done {

@@ -19,7 +19,7 @@ use super::error::RollingError;
 use super::gate;
 use super::history::{History, RunLog, Status, check_no_rebalance_left};
 use super::hooks::{self, HookLog};
-use super::report::{Failure, RollingReport, RunResult, StepReport, StepResult, Timing};
+use super::report::{Failure, Paused, RollingReport, RunResult, StepReport, StepResult, Timing};
 use super::steps::{Action, Item, NodeSteps, Step, Unit, is_hook, vars};
 use super::zdu::{Halt, Zdu};
 use super::{ProgressEvent, Rolling, rebalance};
@@ -397,7 +397,9 @@ impl Exec<'_> {
         if !ok {
             self.maybe_cancel_zdu().await;
         }
+        let paused = self.st().report.paused.is_some();
         let result = match (ok, self.st().report.failure.as_ref().map(|f| f.interrupted)) {
+            (true, _) if paused => RunResult::Paused,
             (true, _) => RunResult::Ok,
             (false, Some(true)) => RunResult::Interrupted,
             _ => RunResult::Failed,
@@ -471,14 +473,51 @@ impl Exec<'_> {
         for u in units {
             match u {
                 Unit::Step { item, .. } if item.step == Step::Preflight => {}
-                Unit::Step { group, item } => self.own_step(*group, item).await?,
+                Unit::Step { group, item } => {
+                    self.own_step(*group, item).await?;
+                    if self.st().report.paused.is_some() {
+                        return Ok(());
+                    }
+                }
                 Unit::Batch { group, nodes } => {
-                    let todo: Vec<&NodeSteps<'_>> = nodes.iter().filter(|n| !n.done).collect();
+                    for n in nodes.iter().filter(|n| n.skip && !n.done) {
+                        self.left_out(&group.name, n)?;
+                    }
+                    let todo: Vec<&NodeSteps<'_>> =
+                        nodes.iter().filter(|n| !n.done && !n.skip).collect();
                     if !todo.is_empty() {
                         self.batch(group, &todo).await?;
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// `--skip`: node `n` is left out as it is; the journal says so (so
+    /// that later resumes leave it out too), the report and a warning
+    /// name it.
+    fn left_out(&self, g: &str, n: &NodeSteps<'_>) -> StepOutcome {
+        if let Err(e) = self.journal.step(g, n.name, Step::Skip, Status::Ok, None) {
+            return self.fail_now(g, n.name, Step::Skip, None, Fail::new(e.to_string()));
+        }
+        let balanced = self.r.plan.groups.iter().any(|x| x.name == g && x.balanced);
+        let mut st = self.st();
+        st.report.nodes[n.index].result = RunResult::LeftOut;
+        let mut s = StepReport::new(Step::Skip, None, StepResult::Skipped);
+        s.message = Some("--skip: left out of the run as it was".into());
+        st.report.nodes[n.index].steps.push(s);
+        let w = format!(
+            "{g}/{}: skipped (--skip): its remaining steps did not run{}",
+            n.name,
+            if balanced {
+                "; it stays out of rotation"
+            } else {
+                ""
+            }
+        );
+        if !st.report.warnings.contains(&w) {
+            st.report.warnings.push(w);
         }
         Ok(())
     }
@@ -522,6 +561,36 @@ impl Exec<'_> {
                     .map_err(Fail::from)
             }
             Action::Rebalance(o) => self.rebalance(o).await,
+            Action::Pause(p) => {
+                let node = item
+                    .command
+                    .as_deref()
+                    .and_then(|c| c.strip_prefix("after "))
+                    .and_then(|c| c.split_once('/'))
+                    .map(|(_, n)| n.to_string());
+                let group = g.map_or_else(
+                    || {
+                        self.r
+                            .plan
+                            .groups
+                            .first()
+                            .map(|g| g.name.clone())
+                            .unwrap_or_default()
+                    },
+                    |g| g.name.clone(),
+                );
+                self.st().report.paused = Some(Paused {
+                    pause: p.as_str().into(),
+                    group,
+                    node,
+                    resume: self.r.resume_hint(),
+                });
+                Ok(Done::message(format!(
+                    "paused ({}); continue with `{}`",
+                    p.as_str(),
+                    self.r.resume_hint()
+                )))
+            }
             Action::Drain | Action::Undrain => {
                 unreachable!("a batch drains and undrains its nodes together")
             }
