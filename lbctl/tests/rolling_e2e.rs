@@ -12,7 +12,9 @@ use common::{
     CONFLUENCE, Env, admin_bits, apache_section, assert_no_failure, confluence_env,
     haproxy_section, inventory, json, load, nginx_section, pool, text, weights, zdu_nodes,
 };
-use lb_lab::{Apache, AppNodes, FakeZdu, Haproxy, Load, LoadOptions, Nginx, PoolSpec, Pools, http};
+use lb_lab::{
+    Apache, AppNodes, FakeZdu, Haproxy, Load, LoadOptions, Nginx, PoolSpec, Pools, Prometheus, http,
+};
 
 /// The plan that really stops every node, installs version 2 and starts
 /// it again.
@@ -1051,4 +1053,76 @@ fn skip_finishes_a_confluence_upgrade_without_a_node_in_error_that_was_shut_down
     );
     assert_eq!(admin_bits(&hap, "confluence3"), 0);
     assert_eq!(apps.installed_version("confluence3"), "9.2.1");
+}
+
+/// A gate on the error ratio of the whole pool, as Prometheus scrapes it
+/// from every application node, that must hold for 3 s (a ratio over a
+/// window takes that long to show a new node's errors).
+const ERROR_RATIO_GATE: &str = r#"[group.gate]
+prometheus = "PROM"
+query = 'sum(rate(lab_responses_total{code="500"}[2s])) / sum(rate(lab_responses_total[2s]))'
+below = 0.05
+healthy_for = "3s"
+timeout = "10s"
+interval = "200ms"
+"#;
+
+#[test]
+fn a_prometheus_gate_passes_a_healthy_upgrade_and_stops_one_whose_error_ratio_rises() {
+    let apps = AppNodes::start_many(3);
+    let ids = apps.ids();
+    let hap = Haproxy::start(&pool(&apps, &ids));
+    let targets: Vec<std::net::SocketAddr> = ids.iter().map(|id| apps.addr(id)).collect();
+    let prom = Prometheus::start(&targets);
+    let gate = ERROR_RATIO_GATE.replace("PROM", &prom.url());
+    let plan = |version: &str| {
+        let p = upgrade_plan(&apps, &ids).replace("--version 2", &format!("--version {version}"));
+        format!("{}{gate}", &p[..p.find("[group.gate]").unwrap()])
+    };
+    let env = Env::with_plan(
+        &inventory(&apps, &haproxy_section("edge", &hap.admin_socket())),
+        &plan("2"),
+    );
+    let t = text(&env.rolling(&["--dry-run"]).stdout);
+    assert!(
+        t.contains(&format!(
+            "gate        prometheus {}: sum(rate(lab_responses_total{{code=\"500\"}}[2s])) / sum(rate(lab_responses_total[2s])) < 0.05, then healthy for 3s",
+            prom.url()
+        )),
+        "{t}"
+    );
+
+    let traffic = load(&hap.frontend_url("app"));
+    let out = env.rolling(&["--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v = json(&out);
+    let g = &v["nodes"][2]["steps"][4]["gate"];
+    assert_eq!(g["kind"], "prometheus", "{v}");
+    assert_eq!(g["passed"], true);
+    assert_eq!(g["last"], "0 < 0.05", "{g}");
+    for id in &ids {
+        assert_eq!(apps.installed_version(id), "2");
+    }
+
+    // A release that passes its health checks but fails its users: the
+    // first node returns (its own gate looked before it took traffic),
+    // the pool's error ratio rises, and the second node's gate stops the
+    // run with it out of rotation.
+    std::fs::write(env.plan(), plan("bad3")).unwrap();
+    let out = env.rolling(&["--output", "json"]);
+    let r = traffic.stop();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(r.failed > 0, "the bad release failed requests: {r:?}");
+    let v = json(&out);
+    assert_eq!(v["failure"]["node"], "node2", "{v}");
+    assert_eq!(v["failure"]["step"], "gate");
+    let msg = v["failure"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("passed, then failed") && msg.contains("not < 0.05"),
+        "{msg}"
+    );
+    let last = v["nodes"][1]["steps"][4]["gate"]["last"].as_str().unwrap();
+    assert!(last.ends_with("not < 0.05"), "{last}");
+    assert_eq!(admin_bits(&hap, "node2") & 1, 1, "node2 stays out");
+    assert_eq!(apps.installed_version("node3"), "2", "node3 not reached");
 }

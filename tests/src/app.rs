@@ -542,6 +542,7 @@ fn serve_main(args: &[String]) -> i32 {
     let app = Arc::new(AppMode {
         version: Some(version),
         starting_until: (starting > 0).then(|| Instant::now() + Duration::from_millis(starting)),
+        ..AppMode::default()
     });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -12,6 +12,7 @@ pub mod load;
 mod nginx;
 mod pools;
 mod ports;
+mod prometheus;
 pub mod zdu;
 
 pub use apache::{Apache, ApacheOptions};
@@ -25,4 +26,5 @@ pub use load::{Load, LoadOptions, LoadReport};
 pub use nginx::{Nginx, NginxOptions};
 pub use pools::{MemberSpec, PoolSpec, Pools};
 pub use ports::{PortLease, lease_port};
+pub use prometheus::Prometheus;
 pub use zdu::FakeZdu;

@@ -224,7 +224,57 @@ pub enum GateCheck {
     /// The node's Confluence ZDU state is `ACTIVE` (waiting through
     /// `STARTING`; `ERROR` fails at once).
     Zdu,
+    /// A Prometheus instant query (templated) whose every sample meets
+    /// `condition`; no sample is "not yet".
+    Prometheus {
+        /// The server's base URL, e.g. `http://prometheus:9090`.
+        url: String,
+        /// The PromQL expression.
+        query: String,
+        /// What every sample must meet.
+        condition: Condition,
+    },
 }
+
+/// What a metric gate's samples must meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// `below = X`: every sample `< X`.
+    Below(Bound),
+    /// `above = X`: every sample `> X`.
+    Above(Bound),
+}
+
+impl Condition {
+    /// Whether `v` meets it (NaN never does).
+    pub fn holds(self, v: f64) -> bool {
+        match self {
+            Condition::Below(b) => v < b.0,
+            Condition::Above(b) => v > b.0,
+        }
+    }
+}
+
+impl std::fmt::Display for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Condition::Below(b) => write!(f, "< {}", b.0),
+            Condition::Above(b) => write!(f, "> {}", b.0),
+        }
+    }
+}
+
+/// A finite threshold (compared bit for bit, so that plans compare).
+#[derive(Debug, Clone, Copy)]
+pub struct Bound(pub f64);
+
+impl PartialEq for Bound {
+    fn eq(&self, o: &Bound) -> bool {
+        self.0.to_bits() == o.0.to_bits()
+    }
+}
+
+impl Eq for Bound {}
 
 /// `[zdu]`: Confluence Data Center's zero-downtime-upgrade REST API.
 #[derive(Clone, PartialEq, Eq)]

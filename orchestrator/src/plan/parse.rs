@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::{Bound, Condition};
 use super::{
     DEFAULT_GATE_INTERVAL, DEFAULT_GATE_TIMEOUT, DEFAULT_HOOK_TIMEOUT, Gate, GateCheck, Group,
     Hook, Lines, Pause, Plan, ZduConfig, shell_safe,
@@ -120,6 +121,10 @@ struct RawGate {
     tcp: Option<String>,
     command: Option<String>,
     zdu: Option<bool>,
+    prometheus: Option<String>,
+    query: Option<String>,
+    below: Option<f64>,
+    above: Option<f64>,
     expect_status: Option<u16>,
     body: Option<String>,
     #[serde(default, with = "serde_opt")]
@@ -417,6 +422,9 @@ fn gate(cx: &Ctx<'_>, group: &str, g: Spanned<RawGate>, have_zdu: bool) -> Resul
     if g.command.is_some() {
         kinds.push("command");
     }
+    if g.prometheus.is_some() {
+        kinds.push("prometheus");
+    }
     match g.zdu {
         Some(true) => kinds.push("zdu"),
         Some(false) => {
@@ -428,7 +436,7 @@ fn gate(cx: &Ctx<'_>, group: &str, g: Spanned<RawGate>, have_zdu: bool) -> Resul
     }
     if kinds.len() != 1 {
         return Err(bad(format!(
-            "give exactly one of http, tcp, command or zdu (found {})",
+            "give exactly one of http, tcp, command, zdu or prometheus (found {})",
             if kinds.is_empty() {
                 "none".into()
             } else {
@@ -438,6 +446,11 @@ fn gate(cx: &Ctx<'_>, group: &str, g: Spanned<RawGate>, have_zdu: bool) -> Resul
     }
     if kinds[0] != "http" && (g.expect_status.is_some() || g.body.is_some()) {
         return Err(bad("expect_status and body go with an http gate".into()));
+    }
+    if kinds[0] != "prometheus" && (g.query.is_some() || g.below.is_some() || g.above.is_some()) {
+        return Err(bad(
+            "query, below and above go with a prometheus gate".into()
+        ));
     }
     let timeout = g.timeout.unwrap_or(DEFAULT_GATE_TIMEOUT);
     let interval = g.interval.unwrap_or(DEFAULT_GATE_INTERVAL);
@@ -469,6 +482,31 @@ fn gate(cx: &Ctx<'_>, group: &str, g: Spanned<RawGate>, have_zdu: bool) -> Resul
             return Err(bad("tcp is empty".into()));
         }
         GateCheck::Tcp { address }
+    } else if let Some(url) = g.prometheus {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(bad(format!(
+                "prometheus = {url:?} is not an http:// or https:// URL"
+            )));
+        }
+        let query = match g.query {
+            Some(q) if !q.trim().is_empty() => q,
+            _ => return Err(bad("a prometheus gate needs a query".into())),
+        };
+        let condition = match (g.below, g.above) {
+            (Some(x), None) if x.is_finite() => Condition::Below(Bound(x)),
+            (None, Some(x)) if x.is_finite() => Condition::Above(Bound(x)),
+            (None, None) | (Some(_), Some(_)) => {
+                return Err(bad(
+                    "a prometheus gate needs one of below or above (the value every sample must be under, or over)".into(),
+                ));
+            }
+            _ => return Err(bad("below and above must be finite numbers".into())),
+        };
+        GateCheck::Prometheus {
+            url: url.trim_end_matches('/').to_string(),
+            query,
+            condition,
+        }
     } else if let Some(command) = g.command {
         if command.trim().is_empty() {
             return Err(bad("command is empty".into()));
