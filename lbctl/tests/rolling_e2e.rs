@@ -13,7 +13,8 @@ use common::{
     haproxy_section, inventory, json, load, nginx_section, pool, text, weights, zdu_nodes,
 };
 use lb_lab::{
-    Apache, AppNodes, FakeZdu, Haproxy, Load, LoadOptions, Nginx, PoolSpec, Pools, Prometheus, http,
+    Apache, AppNodes, FakeZdu, Haproxy, Load, LoadOptions, Nginx, PoolSpec, Pools, Prometheus,
+    Webhook, http,
 };
 
 /// The plan that really stops every node, installs version 2 and starts
@@ -1125,4 +1126,87 @@ fn a_prometheus_gate_passes_a_healthy_upgrade_and_stops_one_whose_error_ratio_ri
     assert!(last.ends_with("not < 0.05"), "{last}");
     assert_eq!(admin_bits(&hap, "node2") & 1, 1, "node2 stays out");
     assert_eq!(apps.installed_version("node3"), "2", "node3 not reached");
+}
+
+#[test]
+fn notify_posts_every_step_to_a_webhook_retrying_and_never_fails_the_upgrade() {
+    let apps = AppNodes::start_many(2);
+    let ids = apps.ids();
+    let hap = Haproxy::start(&pool(&apps, &ids));
+    // The receiver fails its first two requests: the sender retries.
+    let hook = Webhook::start_failing(2);
+    let secret = format!("{}/T000/B000/s3cr3t", hook.url());
+    let env = Env::with_plan(
+        &inventory(&apps, &haproxy_section("edge", &hap.admin_socket())),
+        &format!("notify = \"{secret}\"\n\n{}", upgrade_plan(&apps, &ids)),
+    );
+    let traffic = load(&hap.frontend_url("app"));
+    let out = env.rolling(&["--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(hook.failed(), 2);
+    let events: Vec<serde_json::Value> = hook
+        .bodies()
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    let v = json(&out);
+    assert_eq!(events.first().unwrap()["event"], "start", "{events:?}");
+    assert_eq!(events.first().unwrap()["run"], v["run"]);
+    let end = events.last().unwrap();
+    assert_eq!(end["event"], "end");
+    assert_eq!(end["result"], "ok");
+    assert_eq!(end["nodes_done"], 2);
+    let node1: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e["event"] == "step" && e["node"] == "node1")
+        .map(|e| (e["step"].as_str().unwrap(), e["result"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        node1,
+        [
+            ("drain", "ok"),
+            ("before", "ok"),
+            ("upgrade", "ok"),
+            ("after", "ok"),
+            ("gate", "ok"),
+            ("undrain", "ok")
+        ]
+    );
+    // The report's step shape, with where it ran.
+    let upgrade = events
+        .iter()
+        .find(|e| e["step"] == "upgrade" && e["node"] == "node2")
+        .unwrap();
+    assert_eq!(upgrade["group"], "app");
+    assert_eq!(upgrade["exit_code"], 0);
+    assert_eq!(upgrade, &{
+        let mut s = v["nodes"][1]["steps"][2].clone();
+        for k in ["event", "run", "plan", "group", "node"] {
+            s[k] = upgrade[k].clone();
+        }
+        s
+    });
+    assert!(
+        v.get("warnings")
+            .is_none_or(|w| !w.to_string().contains("notify"))
+    );
+
+    // A receiver that is gone: the upgrade goes on and says so, without
+    // the URL's secret part.
+    drop(hook);
+    let out = env.rolling(&["--output", "json"]);
+    let r = traffic.stop();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_no_failure(&r, "two upgrades with notifications");
+    let v = json(&out);
+    let w = v["warnings"].to_string();
+    assert!(
+        w.contains("notify: ") && w.contains("the upgrade went on"),
+        "{w}"
+    );
+    assert!(w.contains("http://127.0.0.1/…"), "{w}");
+    assert!(!text(&out.stdout).contains("s3cr3t") && !text(&out.stderr).contains("s3cr3t"));
+    for id in &ids {
+        assert_eq!(admin_bits(&hap, id), 0);
+    }
 }

@@ -13,6 +13,7 @@ mod nginx;
 mod pools;
 mod ports;
 mod prometheus;
+mod webhook;
 pub mod zdu;
 
 pub use apache::{Apache, ApacheOptions};
@@ -27,4 +28,5 @@ pub use nginx::{Nginx, NginxOptions};
 pub use pools::{MemberSpec, PoolSpec, Pools};
 pub use ports::{PortLease, lease_port};
 pub use prometheus::Prometheus;
+pub use webhook::Webhook;
 pub use zdu::FakeZdu;

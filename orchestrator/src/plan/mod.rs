@@ -74,6 +74,9 @@ pub struct Plan {
     /// for a person to look (exit 0, result `paused`; `--resume` goes on).
     /// A group's own `pause` replaces this one for that group.
     pub pause: Option<Pause>,
+    /// `notify = "URL"`: every step event POSTed there as JSON (retried,
+    /// never holding the upgrade back). The URL is treated as a secret.
+    pub notify: Option<String>,
     /// `rebalance = true` or `rebalance = { … }`: [`Fleet::rebalance`](crate::Fleet::rebalance) over
     /// every pool once the last node is back (before `finally`). `None`
     /// when the key is absent or `false`.
@@ -361,6 +364,7 @@ impl Plan {
             finally: None,
             zdu: None,
             pause: None,
+            notify: None,
             rebalance: None,
             origin: "plan".into(),
             lines: Lines::default(),

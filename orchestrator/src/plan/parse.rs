@@ -27,6 +27,7 @@ struct RawPlan {
     hook_timeout: Option<Duration>,
     zdu: Option<Spanned<RawZdu>>,
     pause: Option<Spanned<String>>,
+    notify: Option<Spanned<String>>,
     rebalance: Option<Spanned<RawRebalance>>,
     #[serde(default)]
     group: Vec<Spanned<RawGroup>>,
@@ -201,6 +202,18 @@ impl Plan {
         }
         let zdu = raw.zdu.map(|z| zdu_config(&cx, z)).transpose()?;
         let pause = cx.pause(raw.pause, "")?;
+        let notify = match raw.notify {
+            None => None,
+            Some(u) => {
+                let at = u.span().start;
+                let u = u.into_inner();
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    // The URL is a secret: not repeated.
+                    return Err(cx.err(at, "notify is not an http:// or https:// URL"));
+                }
+                Some(u)
+            }
+        };
         let rebalance = match raw.rebalance {
             None => None,
             Some(r) => rebalance_options(&cx, r)?,
@@ -401,6 +414,7 @@ impl Plan {
             finally,
             zdu,
             pause,
+            notify,
             rebalance,
             origin: origin.into(),
             lines,

@@ -35,6 +35,7 @@ mod exec;
 mod gate;
 mod history;
 mod hooks;
+mod notify;
 mod preflight;
 mod rebalance;
 mod report;

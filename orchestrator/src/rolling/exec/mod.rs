@@ -20,6 +20,7 @@ use super::error::RollingError;
 use super::gate;
 use super::history::{History, RunLog, Status};
 use super::hooks::{self, HookLog};
+use super::notify::Notifier;
 use super::report::{Failure, Paused, RollingReport, RunResult, StepReport, StepResult, Timing};
 use super::steps::{Action, Item, NodeSteps, Step, Unit, is_hook, vars};
 use super::zdu::{Halt, Zdu};
@@ -75,12 +76,28 @@ pub(super) async fn run(
         hist.resumes.clone(),
         Some(log_path.display().to_string()),
     );
+    let http = gate::http_client()?;
+    let notify = r
+        .plan
+        .notify
+        .as_deref()
+        .map(|u| Notifier::start(u, http.clone()));
+    if let Some(n) = &notify {
+        n.send(serde_json::json!({
+            "event": "start",
+            "run": runlog.id(),
+            "plan": r.plan.origin(),
+            "resumes": hist.resumes,
+            "nodes_total": report.nodes_total,
+        }));
+    }
     let exec = Exec {
         r,
+        notify: Mutex::new(notify),
         journal: runlog,
         run_id,
         log,
-        http: gate::http_client()?,
+        http,
         zdu,
         cwd,
         started: Instant::now(),
@@ -171,6 +188,8 @@ impl From<Halt> for Fail {
 
 struct Exec<'r> {
     r: &'r Rolling<'r>,
+    /// `notify`: the webhook's queue (taken when the run ends).
+    notify: Mutex<Option<Notifier>>,
     journal: RunLog<'r>,
     run_id: String,
     log: Arc<HookLog>,
@@ -264,6 +283,7 @@ impl Exec<'_> {
             }
         };
         self.journal.step(g, n, s.step, status, detail)?;
+        self.notify_step(g, n, &s);
         {
             let mut st = self.st();
             if let Err(f) = res
@@ -413,8 +433,9 @@ impl Exec<'_> {
         st.report.run = self.journal.id().map(str::to_string);
         st.report.result = result;
         st.report.ended = now_rfc3339();
-        let report = st.report.clone();
         drop(st);
+        self.notify_end().await;
+        let report = self.st().report.clone();
         if let Some(f) = &report.failure
             && f.step == Step::Preflight
             && !f.interrupted

@@ -27,6 +27,53 @@ pub(super) fn preflight_refusal(f: &Failure) -> String {
 }
 
 impl Exec<'_> {
+    /// `notify`: a step's report, with where it ran.
+    pub(super) fn notify_step(&self, g: &str, n: &str, s: &StepReport) {
+        let q = self.notify.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(q) = q.as_ref() else { return };
+        let mut ev = serde_json::json!({
+            "event": "step",
+            "run": self.journal.id(),
+            "plan": self.r.plan.origin(),
+            "group": (!g.is_empty()).then_some(g),
+            "node": (!n.is_empty()).then_some(n),
+        });
+        if let (Some(m), Ok(serde_json::Value::Object(step))) =
+            (ev.as_object_mut(), serde_json::to_value(s))
+        {
+            for (k, v) in step {
+                m.entry(k).or_insert(v);
+            }
+        }
+        q.send(ev);
+    }
+
+    /// `notify`: the run's end, then waits (a little) for the queue; what
+    /// was not delivered becomes a warning.
+    pub(super) async fn notify_end(&self) {
+        let q = self.notify.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(q) = q else { return };
+        let ev = {
+            let st = self.st();
+            let r = &st.report;
+            serde_json::json!({
+                "event": "end",
+                "run": r.run,
+                "plan": r.plan,
+                "result": r.result,
+                "nodes_done": r.nodes_done,
+                "nodes_total": r.nodes_total,
+                "failure": r.failure,
+                "paused": r.paused,
+                "warnings": r.warnings,
+            })
+        };
+        q.send(ev);
+        if let Some(w) = q.finish().await {
+            self.st().report.warnings.push(w);
+        }
+    }
+
     /// `--skip`: node `n` is left out as it is; the journal says so (so
     /// that later resumes leave it out too), the report and a warning
     /// name it.
