@@ -146,7 +146,7 @@ fn semantic_errors_name_the_line() {
         (
             "expect_status = 200",
             "expect_status = 200\ntcp = \"x:1\"",
-            "exactly one of http, tcp, command or zdu (found http, tcp)",
+            "exactly one of http, tcp, command, zdu or prometheus (found http, tcp)",
         ),
         (
             "after_group = \"echo {group} done\"",
@@ -437,9 +437,55 @@ fn preflight_hold_and_revisit_errors_name_the_line() {
             GITLAB.replace("timeout = \"30m\"", "on_failure = \"\"\ntimeout = \"30m\""),
             "group rails: hooks.on_failure is empty",
         ),
+        (
+            format!("pause = \"after_node\"\n{GITLAB}"),
+            "p.toml: line 1: pause = \"after_node\": after_first_node or after_group",
+        ),
+        (
+            GITLAB.replace("batch = 2\n", "batch = 2\npause = \"later\"\n"),
+            "group rails: pause = \"later\": after_first_node or after_group",
+        ),
+        (
+            format!("notify = \"ftp://hooks.example/T0/s3cr3t\"\n{GITLAB}"),
+            "p.toml: line 1: notify is not an http:// or https:// URL",
+        ),
+        (
+            GITLAB.replace("tcp = \"{address}\"", "prometheus = \"http://p:9090\"\nquery = \"up\""),
+            "group postgres: gate: a prometheus gate needs one of below or above",
+        ),
+        (
+            GITLAB.replace("tcp = \"{address}\"", "prometheus = \"http://p:9090\"\nbelow = 1.0"),
+            "group postgres: gate: a prometheus gate needs a query",
+        ),
+        (
+            GITLAB.replace("tcp = \"{address}\"", "tcp = \"{address}\"\nbelow = 1.0"),
+            "group postgres: gate: query, below and above go with a prometheus gate",
+        ),
     ];
     for (text, want) in cases {
         let e = Plan::parse(text, "p.toml").unwrap_err().to_string();
         assert!(e.contains(want), "{want}\n{e}");
+        assert!(!e.contains("s3cr3t"), "the notify URL is a secret: {e}");
     }
+    let p = Plan::parse(
+        &format!(
+            "pause = \"after_group\"\nnotify = \"https://hooks.example/T0/s3cr3t\"\n{}",
+            GITLAB.replace(
+                "tcp = \"{address}\"",
+                "prometheus = \"http://p:9090/\"\nquery = 'up{instance=\"{address}\"}'\nabove = 0.5"
+            )
+        ),
+        "p.toml",
+    )
+    .unwrap();
+    assert_eq!(p.pause, Some(Pause::AfterGroup));
+    assert_eq!(p.notify.as_deref(), Some("https://hooks.example/T0/s3cr3t"));
+    assert_eq!(
+        p.groups[0].gate.as_ref().unwrap().check,
+        GateCheck::Prometheus {
+            url: "http://p:9090".into(),
+            query: "up{instance=\"{address}\"}".into(),
+            condition: Condition::Above(Bound(0.5)),
+        }
+    );
 }

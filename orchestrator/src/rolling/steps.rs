@@ -108,7 +108,7 @@ pub(super) enum Unit<'p> {
         /// The group, for a group's step.
         group: Option<&'p Group>,
         /// The step.
-        item: Item<'p>,
+        item: Box<Item<'p>>,
     },
     /// Nodes of one group out of rotation at once.
     Batch {
@@ -195,12 +195,12 @@ pub(super) fn steps<'p>(
 ) -> Vec<Unit<'p>> {
     let own = |group: Option<&'p Group>, step: Step, action: Action<'p>, command| Unit::Step {
         group,
-        item: Item {
+        item: Box::new(Item {
             step,
             action,
             command,
             done: !reruns(step) && hist.done(group.map_or("", |g| &g.name), "", step),
-        },
+        }),
     };
     let mut units = Vec::new();
     for h in &plan.preflight {

@@ -411,6 +411,26 @@ impl Exec<'_> {
             _ => RunResult::Failed,
         };
         self.journal.end(result)?;
+        self.finish_report(result);
+        self.notify_end().await;
+        let report = self.st().report.clone();
+        if let Some(f) = &report.failure
+            && f.step == Step::Preflight
+            && !f.interrupted
+        {
+            return Err(RollingError::Setup(crate::Error::Guard(
+                own::preflight_refusal(f),
+            )));
+        }
+        if ok {
+            Ok(report)
+        } else {
+            Err(RollingError::Stopped(Box::new(report)))
+        }
+    }
+
+    /// The report's timing, run id, result and end.
+    fn finish_report(&self, result: RunResult) {
         let mut st = self.st();
         let elapsed = self.started.elapsed();
         let nodes = st.worked.len();
@@ -433,22 +453,6 @@ impl Exec<'_> {
         st.report.run = self.journal.id().map(str::to_string);
         st.report.result = result;
         st.report.ended = now_rfc3339();
-        drop(st);
-        self.notify_end().await;
-        let report = self.st().report.clone();
-        if let Some(f) = &report.failure
-            && f.step == Step::Preflight
-            && !f.interrupted
-        {
-            return Err(RollingError::Setup(crate::Error::Guard(
-                own::preflight_refusal(f),
-            )));
-        }
-        if ok {
-            Ok(report)
-        } else {
-            Err(RollingError::Stopped(Box::new(report)))
-        }
     }
 
     async fn all(&self, units: &[Unit<'_>]) -> StepOutcome {
