@@ -133,9 +133,10 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Upgrade a cluster node by node from a plan: drain, hooks, health
-    /// gate, undrain. Stops at the first failure, leaving that node out of
-    /// rotation; --resume continues there
+    /// Upgrade a cluster node by node from a plan: preflight checks, then
+    /// per node drain, hooks, health gate, undrain. Stops at the first
+    /// failure, leaving that node out of rotation, and at the plan's pause
+    /// points (exit 0); --resume continues there
     Rolling {
         /// The plan (groups, hooks, gates; see the README)
         #[arg(long, value_name = "FILE")]

@@ -489,3 +489,19 @@ fn preflight_hold_and_revisit_errors_name_the_line() {
         }
     );
 }
+
+#[test]
+fn the_readme_plan_parses() {
+    let readme = include_str!("../../../README.md");
+    let at = readme.find("### The plan\n\n```toml\n").expect("the README's plan") + 22;
+    let block = &readme[at..at + readme[at..].find("```").unwrap()];
+    let p = Plan::parse(block, "README.md").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.preflight.len(), 1);
+    assert_eq!(p.pause, Some(Pause::AfterFirstNode));
+    let g = &p.groups[0];
+    assert!(g.on_failure.is_some());
+    assert_eq!(
+        g.gate.as_ref().unwrap().healthy_for,
+        Some(Duration::from_secs(30))
+    );
+}
