@@ -730,24 +730,24 @@ fn a_gate_with_healthy_for_fails_a_node_that_passes_once_then_goes_down_and_keep
     let apps = AppNodes::start_many(3);
     let ids = apps.ids();
     let hap = Haproxy::start(&pool(&apps, &ids));
-    // node2 starts, answers, and stops again half a second later (a
+    // node2 starts, answers, and stops again a second later (a
     // crash after start-up): its first look passes.
     let crash = format!(
-        "if [ {{node}} = node2 ]; then (sleep 0.5; {}) >/dev/null 2>&1 & fi",
+        "if [ {{node}} = node2 ]; then (sleep 1; {}) >/dev/null 2>&1 & fi",
         apps.hook("stop").replace('\'', "")
     );
     let start = apps.hook("start").replace('\'', "");
     let plan = upgrade_plan(&apps, &ids)
         .replace(
             "timeout = \"30s\"\n",
-            "timeout = \"30s\"\nhealthy_for = \"2s\"\n",
+            "timeout = \"30s\"\nhealthy_for = \"3s\"\n",
         )
         .replace(
             &format!("after = \"{start}\""),
             &format!("after = \"{start}; {crash}\""),
         );
     assert!(
-        plan.contains("healthy_for") && plan.contains("sleep 0.5"),
+        plan.contains("healthy_for") && plan.contains("sleep 1"),
         "{plan}"
     );
     let env = Env::with_plan(
@@ -758,7 +758,7 @@ fn a_gate_with_healthy_for_fails_a_node_that_passes_once_then_goes_down_and_keep
     // The dry run says so.
     let out = env.rolling(&["--dry-run"]);
     assert!(
-        text(&out.stdout).contains("-> 200 with \"ok\", then healthy for 2s"),
+        text(&out.stdout).contains("-> 200 with \"ok\", then healthy for 3s"),
         "{}",
         text(&out.stdout)
     );
@@ -772,7 +772,7 @@ fn a_gate_with_healthy_for_fails_a_node_that_passes_once_then_goes_down_and_keep
     let n1 = &v["nodes"][0]["steps"][4];
     assert_eq!(n1["step"], "gate");
     assert_eq!(n1["result"], "ok", "node1 stayed healthy: {n1}");
-    assert_eq!(n1["gate"]["healthy_for_ms"], 2000);
+    assert_eq!(n1["gate"]["healthy_for_ms"], 3000);
     assert!(
         n1["gate"]["attempts"].as_u64().unwrap() > 1,
         "node1 was looked at again during its soak: {n1}"
@@ -781,7 +781,7 @@ fn a_gate_with_healthy_for_fails_a_node_that_passes_once_then_goes_down_and_keep
     assert_eq!(v["failure"]["step"], "gate");
     let msg = v["failure"]["message"].as_str().unwrap();
     assert!(
-        msg.contains("passed, then failed") && msg.contains("into its healthy_for of 2s"),
+        msg.contains("passed, then failed") && msg.contains("into its healthy_for of 3s"),
         "{msg}"
     );
     assert_eq!(admin_bits(&hap, "node1"), 0, "node1 back");
