@@ -450,11 +450,17 @@ fn preflight_hold_and_revisit_errors_name_the_line() {
             "p.toml: line 1: notify is not an http:// or https:// URL",
         ),
         (
-            GITLAB.replace("tcp = \"{address}\"", "prometheus = \"http://p:9090\"\nquery = \"up\""),
+            GITLAB.replace(
+                "tcp = \"{address}\"",
+                "prometheus = \"http://p:9090\"\nquery = \"up\"",
+            ),
             "group postgres: gate: a prometheus gate needs one of below or above",
         ),
         (
-            GITLAB.replace("tcp = \"{address}\"", "prometheus = \"http://p:9090\"\nbelow = 1.0"),
+            GITLAB.replace(
+                "tcp = \"{address}\"",
+                "prometheus = \"http://p:9090\"\nbelow = 1.0",
+            ),
             "group postgres: gate: a prometheus gate needs a query",
         ),
         (
@@ -493,7 +499,10 @@ fn preflight_hold_and_revisit_errors_name_the_line() {
 #[test]
 fn the_readme_plan_parses() {
     let readme = include_str!("../../../README.md");
-    let at = readme.find("### The plan\n\n```toml\n").expect("the README's plan") + 22;
+    let at = readme
+        .find("### The plan\n\n```toml\n")
+        .expect("the README's plan")
+        + 22;
     let block = &readme[at..at + readme[at..].find("```").unwrap()];
     let p = Plan::parse(block, "README.md").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(p.preflight.len(), 1);

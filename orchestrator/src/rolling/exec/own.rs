@@ -1,6 +1,7 @@
-//! The executor's steps that are not a node's: leaving a `--skip` node
-//! out, the plan's `rebalance`, leaving Confluence's upgrade mode, the
-//! message of a run a preflight check refused.
+//! The executor's work that is not a node's steps: the `notify` events,
+//! leaving a `--skip` node out, the plan's `rebalance`, leaving
+//! Confluence's upgrade mode, the message of a run a preflight check
+//! refused.
 
 use tokio::time::Instant;
 
