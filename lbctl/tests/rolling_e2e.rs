@@ -1210,3 +1210,26 @@ fn notify_posts_every_step_to_a_webhook_retrying_and_never_fails_the_upgrade() {
         assert_eq!(admin_bits(&hap, id), 0);
     }
 }
+
+#[test]
+fn a_hook_that_prints_one_huge_line_is_cut_on_stderr_and_whole_in_the_hook_log() {
+    let inv = "[nodes.node1]\naddress = \"127.0.0.1:1\"\n";
+    let plan = "[[group]]\nname = \"app\"\nnodes = [\"node1\"]\nbalanced = false\n\n\
+                [group.hooks]\nupgrade = \"head -c 10000000 /dev/zero | tr '\\\\0' x; echo; exit 3\"\n";
+    let env = Env::with_plan(inv, plan);
+    let out = env.rolling(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.len() < 10_000, "stderr is {} bytes", err.len());
+    assert!(
+        err.contains("… (9998000 more bytes; the whole line is in the hook log)"),
+        "{err}"
+    );
+    let log = err
+        .lines()
+        .find_map(|l| l.split_once("(full log: "))
+        .and_then(|(_, p)| p.strip_suffix(") ---"))
+        .unwrap_or_else(|| panic!("{err}"));
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(log.contains(&"x".repeat(10_000_000)));
+}
