@@ -140,9 +140,10 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Upgrade a cluster node by node from a plan: drain, hooks, health
-    /// gate, undrain. Stops at the first failure, leaving that node out of
-    /// rotation; --resume continues there
+    /// Upgrade a cluster node by node from a plan: preflight checks, then
+    /// per node drain, hooks, health gate, undrain. Stops at the first
+    /// failure, leaving that node out of rotation, and at the plan's pause
+    /// points (exit 0); --resume continues there
     Rolling {
         /// The plan (groups, hooks, gates; see the README)
         #[arg(long, value_name = "FILE")]
@@ -154,6 +155,11 @@ enum Command {
         /// stopped half way
         #[arg(long)]
         restart: bool,
+        /// With --resume: go on without NODE (or GROUP/NODE), a node the
+        /// last run stopped on; it stays as it is (out of rotation), named
+        /// in a warning. Repeatable
+        #[arg(long, value_name = "NODE", requires = "resume")]
+        skip: Vec<String>,
         /// Print the whole ordered plan (every node, step and hook
         /// command); change nothing
         #[arg(long)]
@@ -569,6 +575,7 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
             plan,
             resume,
             restart,
+            skip,
             dry_run,
         } => {
             let plan = Plan::load(plan)?;
@@ -587,6 +594,7 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
                 dry_run: *dry_run,
                 hook_log: None,
                 resume_hint: Some(resume_hint()),
+                skip: skip.clone(),
             };
             let mut rolling = Rolling::new(&fleet, &plan).options(opts);
             if let Some(d) = &display {

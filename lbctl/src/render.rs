@@ -6,7 +6,7 @@ use crate::error::CliError;
 use orchestrator::report::{
     ChangeReport, HistoryReport, MemberChange, MemberStatus, RecoverReport, StatusReport,
 };
-use orchestrator::rolling::{RollingReport, RunResult, StepReport, StepResult};
+use orchestrator::rolling::{RollingReport, RunResult, Step, StepReport, StepResult};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy)]
@@ -285,6 +285,10 @@ pub fn rolling(out: &Output, r: &RollingReport) {
     if out.quiet {
         return;
     }
+    if r.paused.is_some() {
+        println!("{}", r.summary());
+        return;
+    }
     if r.result != RunResult::Planned {
         let t = &r.timing;
         println!(
@@ -329,8 +333,10 @@ pub fn rolling(out: &Output, r: &RollingReport) {
     );
     let planned = |s: &StepReport| {
         let mark = match s.result {
-            StepResult::Skipped => " [done earlier, skipped]",
-            _ => "",
+            StepResult::Skipped => " [done earlier, skipped]".to_string(),
+            _ if s.step == Step::OnFailure => " [only if a step of this node fails]".to_string(),
+            _ if s.step == Step::Pause => format!(": {}", s.message.clone().unwrap_or_default()),
+            _ => String::new(),
         };
         format!(
             "{:<12}{}{mark}",
@@ -343,12 +349,17 @@ pub fn rolling(out: &Output, r: &RollingReport) {
             println!("  {}", planned(s));
         }
     };
-    plan_steps(&|s| s.group.is_none() && s.step == orchestrator::rolling::Step::ZduStart);
+    let first = |s: &StepReport| matches!(s.step, Step::Preflight | Step::ZduStart);
+    // A pause after a node shows after that node.
+    let inline = |s: &StepReport| {
+        s.step == Step::Pause && s.command.as_deref().is_some_and(|c| c.contains('/'))
+    };
+    plan_steps(&|s| s.group.is_none() && first(s));
     let mut group: Option<&str> = None;
     for n in &r.nodes {
         if group != Some(n.group.as_str()) {
             if let Some(g) = group {
-                plan_steps(&|s| s.group.as_deref() == Some(g));
+                plan_steps(&|s| s.group.as_deref() == Some(g) && !inline(s));
             }
             group = Some(&n.group);
             println!(
@@ -365,20 +376,28 @@ pub fn rolling(out: &Output, r: &RollingReport) {
             "  {} ({}){}",
             n.node,
             n.address,
-            if n.result == RunResult::Skipped {
-                " [done earlier, skipped]"
-            } else {
-                ""
+            match n.result {
+                RunResult::Skipped => " [done earlier, skipped]",
+                RunResult::LeftOut => " [left out: --skip]",
+                _ => "",
             }
         );
         for (i, s) in n.steps.iter().enumerate() {
             println!("    {}. {}", i + 1, planned(s));
         }
+        let here = format!("after {}/{}", n.group, n.node);
+        for s in r
+            .steps
+            .iter()
+            .filter(|s| inline(s) && s.command.as_ref() == Some(&here))
+        {
+            println!("  {}", planned(s));
+        }
     }
     if let Some(g) = group {
-        plan_steps(&|s| s.group.as_deref() == Some(g));
+        plan_steps(&|s| s.group.as_deref() == Some(g) && !inline(s));
     }
-    plan_steps(&|s| s.group.is_none() && s.step != orchestrator::rolling::Step::ZduStart);
+    plan_steps(&|s| s.group.is_none() && !first(s) && !inline(s));
 }
 
 pub fn history(out: &Output, r: &HistoryReport) {

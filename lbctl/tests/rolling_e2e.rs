@@ -1,38 +1,21 @@
 //! `lbctl rolling` end to end: real balancers from the lab, application
 //! nodes that are real processes the hooks stop and start, a load
-//! generator counting every request, and the example plans.
+//! generator counting every request (the example plans are in
+//! `rolling_examples.rs`).
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 mod common;
 
 use common::{
-    Env, admin_bits, apache_section, haproxy_section, json, nginx_section, text, weights,
+    CONFLUENCE, Env, admin_bits, apache_section, assert_no_failure, confluence_env,
+    haproxy_section, inventory, json, load, nginx_section, pool, text, weights, zdu_nodes,
 };
 use lb_lab::{
-    Apache, AppNodes, FakeZdu, Haproxy, Load, LoadOptions, LoadReport, Nginx, PoolSpec, Pools, http,
+    Apache, AppNodes, FakeZdu, Haproxy, Load, LoadOptions, Nginx, PoolSpec, Pools, Prometheus,
+    Webhook, http,
 };
-
-fn pool(apps: &AppNodes, ids: &[&str]) -> Pools {
-    let mut p = PoolSpec::new("app");
-    for id in ids {
-        p = p.member(id, apps.addr(id));
-    }
-    Pools::new().with(p)
-}
-
-fn inventory(apps: &AppNodes, balancer: &str) -> String {
-    let mut s = String::from(
-        "[defaults]\npoll_interval = \"50ms\"\ndrain_timeout = \"30s\"\nundrain_timeout = \"20s\"\n\n",
-    );
-    s.push_str(balancer);
-    for id in apps.ids() {
-        let _ = writeln!(s, "\n[nodes.{id}]\naddress = \"{}\"", apps.addr(id));
-    }
-    s
-}
 
 /// The plan that really stops every node, installs version 2 and starts
 /// it again.
@@ -65,18 +48,6 @@ interval = "100ms"
     )
 }
 
-fn load(url: &str) -> Load {
-    let l = Load::start(
-        url,
-        LoadOptions {
-            connections: 4,
-            ..LoadOptions::default()
-        },
-    );
-    l.wait_for_ok(100);
-    l
-}
-
 /// Upgrades one node with no balancer involved, as a rolling restart
 /// without lbctl does: stop, an upgrade that takes 4 s (longer than
 /// HAProxy's retries, 3 × 1 s, can hide), start.
@@ -84,11 +55,6 @@ fn naive_restart(apps: &AppNodes, id: &str) {
     apps.stop(id);
     std::thread::sleep(Duration::from_secs(4));
     apps.start_again(id);
-}
-
-fn assert_no_failure(r: &LoadReport, what: &str) {
-    assert_eq!(r.failed, 0, "{what}: {r:#?}");
-    assert!(r.ok > 200, "{what}: the load ran: {r:?}");
 }
 
 #[test]
@@ -592,185 +558,6 @@ fn a_balanced_pool_after_the_upgrade_is_left_alone_and_the_text_shows_each_pool(
     }
 }
 
-/// Every node of the GitLab example, as lab nodes.
-const GITLAB_NODES: [&str; 10] = [
-    "consul1",
-    "postgres1",
-    "pgbouncer1",
-    "redis1",
-    "gitaly1",
-    "praefect1",
-    "rails1",
-    "rails2",
-    "rails3",
-    "sidekiq1",
-];
-
-fn example(name: &str) -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../examples")
-            .join(name),
-    )
-    .unwrap()
-}
-
-#[test]
-fn the_gitlab_example_upgrades_back_to_front_with_a_deploy_node_under_load() {
-    let apps = AppNodes::start(&GITLAB_NODES);
-    let rails = ["rails1", "rails2", "rails3"];
-    let hap = Haproxy::start(&pool(&apps, &rails));
-    let env = Env::with_plan(
-        &inventory(&apps, &haproxy_section("edge", &hap.admin_socket())),
-        &example("gitlab-plan.toml"),
-    )
-    .with_path(&apps.ssh_path());
-    let traffic = load(&hap.frontend_url("app"));
-    let out = env.rolling(&["--output", "json"]);
-    traffic.wait_for_ok(100);
-    let r = traffic.stop();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out.stderr),
-        text(&out.stdout)
-    );
-    assert_no_failure(&r, "GitLab example");
-    let v = json(&out);
-    assert_eq!(v["nodes_done"], 10);
-
-    let log = apps.ssh_log();
-    let first = |node: &str| {
-        log.iter()
-            .position(|l| l.starts_with(&format!("{node} ")))
-            .unwrap()
-    };
-    for w in GITLAB_NODES.windows(2) {
-        assert!(
-            first(w[0]) < first(w[1]),
-            "{} before {}: {log:#?}",
-            w[0],
-            w[1]
-        );
-    }
-    let deploy: Vec<&String> = log
-        .iter()
-        .filter(|l| l.contains("SKIP_POST_DEPLOYMENT_MIGRATIONS=true"))
-        .collect();
-    assert_eq!(deploy.len(), 1, "{log:#?}");
-    assert!(
-        deploy[0].starts_with("rails1 "),
-        "rails1 is the deploy node: {deploy:?}"
-    );
-    assert_eq!(
-        log.last().unwrap(),
-        "rails1 sudo gitlab-rake db:migrate",
-        "post-deployment migrations once, at the very end"
-    );
-    assert_eq!(log.iter().filter(|l| l.contains("db:migrate")).count(), 1);
-    for id in GITLAB_NODES {
-        assert_eq!(apps.installed_version(id), "17.9.1-ee.0", "{id}");
-        assert!(apps.pid(id).is_some(), "{id} runs again");
-    }
-    // Unbalanced groups were never drained; rails nodes were.
-    let node = |n: &str| {
-        v["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["node"] == n)
-            .unwrap()
-            .clone()
-    };
-    assert_eq!(node("postgres1")["balanced"], false);
-    assert!(
-        node("postgres1")["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|s| s["step"] != "drain")
-    );
-    assert_eq!(node("rails2")["steps"][0]["step"], "drain");
-    assert_eq!(node("rails1")["steps"][2]["step"], "first_node");
-    assert_eq!(
-        v["steps"].as_array().unwrap().last().unwrap()["step"],
-        "finally"
-    );
-}
-
-fn confluence_env(apps: &AppNodes, hap: &Haproxy, z: &FakeZdu) -> Env {
-    let plan = example("confluence-plan.toml").replace("https://confluence.example.com", &z.url());
-    Env::with_plan(
-        &inventory(apps, &haproxy_section("edge", &hap.admin_socket())),
-        &plan,
-    )
-    .with_path(&apps.ssh_path())
-    .with_var("CONFLUENCE_PASSWORD", "secret")
-}
-
-const CONFLUENCE: [&str; 3] = ["confluence1", "confluence2", "confluence3"];
-
-fn zdu_nodes(apps: &AppNodes) -> Vec<(&'static str, std::net::SocketAddr)> {
-    CONFLUENCE.iter().map(|n| (*n, apps.addr(n))).collect()
-}
-
-#[test]
-fn the_confluence_example_runs_the_zdu_api_from_start_to_approve_under_load() {
-    let apps = AppNodes::start_with(&CONFLUENCE, Duration::from_millis(1500));
-    // Wait until the nodes are up before the balancer checks them.
-    std::thread::sleep(Duration::from_millis(1600));
-    let hap = Haproxy::start(&pool(&apps, &CONFLUENCE));
-    let z = FakeZdu::start_with(&zdu_nodes(&apps), "1", Some(("admin", "secret")));
-    let env = confluence_env(&apps, &hap, &z);
-    let traffic = load(&hap.frontend_url("app"));
-    let out = env.rolling(&["--output", "json"]);
-    traffic.wait_for_ok(100);
-    let r = traffic.stop();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out.stderr),
-        text(&out.stdout)
-    );
-    assert_no_failure(&r, "Confluence example");
-    assert_eq!(z.state(), "STABLE");
-    assert_eq!(
-        z.version(),
-        "9.2.1",
-        "approved: the cluster runs the new version"
-    );
-    let calls: Vec<String> = z
-        .calls()
-        .into_iter()
-        .filter(|c| c.starts_with("POST"))
-        .collect();
-    assert_eq!(
-        calls,
-        [
-            "POST /rest/zdu/cluster/zdu/start -> 200",
-            "POST /rest/zdu/cluster/zdu/approve -> 200"
-        ]
-    );
-    let v = json(&out);
-    let gate = &v["nodes"][0]["steps"][4]["gate"];
-    assert_eq!(gate["kind"], "zdu");
-    assert_eq!(gate["target"], "confluence1");
-    assert_eq!(gate["last"], "ACTIVE");
-    assert!(
-        gate["attempts"].as_u64().unwrap() >= 2,
-        "waited through STARTING: {gate}"
-    );
-    let plan_steps: Vec<&str> = v["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"].as_str().unwrap())
-        .collect();
-    assert_eq!(plan_steps, ["zdu_start", "zdu_approve"]);
-}
-
 #[test]
 fn zdu_refuses_to_begin_with_a_node_in_error_and_cancels_a_run_abandoned_before_any_upgrade() {
     let apps = AppNodes::start(&CONFLUENCE);
@@ -936,4 +723,513 @@ fn bad_plans_and_empty_resumes_are_exit_2_naming_what_is_wrong() {
         log.contains("[app/node1 upgrade] upgrading node1 at 127.0.0.1:1"),
         "{log}"
     );
+}
+
+#[test]
+fn a_gate_with_healthy_for_fails_a_node_that_passes_once_then_goes_down_and_keeps_it_out() {
+    let apps = AppNodes::start_many(3);
+    let ids = apps.ids();
+    let hap = Haproxy::start(&pool(&apps, &ids));
+    // node2 starts, answers, and stops again a second later (a
+    // crash after start-up): its first look passes.
+    let crash = format!(
+        "if [ {{node}} = node2 ]; then (sleep 1; {}) >/dev/null 2>&1 & fi",
+        apps.hook("stop").replace('\'', "")
+    );
+    let start = apps.hook("start").replace('\'', "");
+    let plan = upgrade_plan(&apps, &ids)
+        .replace(
+            "timeout = \"30s\"\n",
+            "timeout = \"30s\"\nhealthy_for = \"3s\"\n",
+        )
+        .replace(
+            &format!("after = \"{start}\""),
+            &format!("after = \"{start}; {crash}\""),
+        );
+    assert!(
+        plan.contains("healthy_for") && plan.contains("sleep 1"),
+        "{plan}"
+    );
+    let env = Env::with_plan(
+        &inventory(&apps, &haproxy_section("edge", &hap.admin_socket())),
+        &plan,
+    );
+
+    // The dry run says so.
+    let out = env.rolling(&["--dry-run"]);
+    assert!(
+        text(&out.stdout).contains("-> 200 with \"ok\", then healthy for 3s"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let traffic = load(&hap.frontend_url("app"));
+    let out = env.rolling(&["--output", "json"]);
+    let r = traffic.stop();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_no_failure(&r, "a node failing its soak stays out");
+    let v = json(&out);
+    let n1 = &v["nodes"][0]["steps"][4];
+    assert_eq!(n1["step"], "gate");
+    assert_eq!(n1["result"], "ok", "node1 stayed healthy: {n1}");
+    assert_eq!(n1["gate"]["healthy_for_ms"], 3000);
+    assert!(
+        n1["gate"]["attempts"].as_u64().unwrap() > 1,
+        "node1 was looked at again during its soak: {n1}"
+    );
+    assert_eq!(v["failure"]["node"], "node2");
+    assert_eq!(v["failure"]["step"], "gate");
+    let msg = v["failure"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("passed, then failed") && msg.contains("into its healthy_for of 3s"),
+        "{msg}"
+    );
+    assert_eq!(admin_bits(&hap, "node1"), 0, "node1 back");
+    assert_eq!(admin_bits(&hap, "node2") & 1, 1, "node2 stays in maint");
+    assert_eq!(admin_bits(&hap, "node3"), 0, "node3 untouched");
+}
+
+#[test]
+fn on_failure_rolls_a_node_back_and_it_returns_only_when_its_gate_passes() {
+    let apps = AppNodes::start_many(3);
+    let ids = apps.ids();
+    let hap = Haproxy::start(&pool(&apps, &ids));
+    // node2's upgrade fails after installing version 2; the rollback
+    // installs version 1 again and starts it.
+    let plan = upgrade_plan(&apps, &ids).replace(
+        "timeout = \"1m\"\n",
+        &format!(
+            "on_failure = \"echo rolling {{node}} back; {} && {}\"\ntimeout = \"1m\"\n",
+            apps.hook("install --version 1").replace('\'', ""),
+            apps.hook("start").replace('\'', "")
+        ),
+    );
+    let plan = plan.replace(
+        "upgrade = \"",
+        "upgrade = \"test {node} != node2 || { echo dpkg: error processing gitlab-ee >&2; exit 100; }; ",
+    );
+    let env = Env::with_plan(
+        &inventory(&apps, &haproxy_section("edge", &hap.admin_socket())),
+        &plan,
+    );
+    let t = text(&env.rolling(&["--dry-run"]).stdout);
+    assert!(
+        t.contains("on_failure") && t.contains("echo rolling node2 back"),
+        "{t}"
+    );
+
+    let traffic = load(&hap.frontend_url("app"));
+    let out = env.rolling(&["--output", "json"]);
+    traffic.wait_for_ok(100);
+    let r = traffic.stop();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the run still stops: {}",
+        text(&out.stderr)
+    );
+    assert_no_failure(&r, "a node rolled back");
+    let v = json(&out);
+    assert_eq!(v["failure"]["node"], "node2");
+    assert_eq!(v["failure"]["step"], "upgrade");
+    let steps: Vec<String> = v["nodes"][1]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}",
+                s["step"].as_str().unwrap(),
+                s["result"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "drain ok",
+            "before ok",
+            "upgrade failed",
+            "on_failure ok",
+            "gate ok",
+            "undrain ok"
+        ]
+    );
+    assert_eq!(v["nodes"][1]["result"], "failed");
+    assert_eq!(v["nodes"][1]["steps"][3]["exit_code"], 0);
+    assert_eq!(admin_bits(&hap, "node2"), 0, "node2 is back, at version 1");
+    assert_eq!(apps.installed_version("node2"), "1");
+    assert_eq!(admin_bits(&hap, "node3"), 0, "node3 untouched");
+    assert_eq!(apps.installed_version("node3"), "1");
+    let err = v["error"]["message"].as_str().unwrap();
+    assert!(
+        err.contains("node2 is back in rotation after its on_failure hook and gate passed"),
+        "{err}"
+    );
+
+    // A rollback that fails: node2 stays out of rotation.
+    let failing = plan.replace(
+        "echo rolling {node} back;",
+        "echo rolling {node} back; false &&",
+    );
+    std::fs::write(env.plan(), failing).unwrap();
+    let out = env.rolling(&["--restart", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let v = json(&out);
+    assert_eq!(v["nodes"][1]["steps"][3]["step"], "on_failure");
+    assert_eq!(v["nodes"][1]["steps"][3]["result"], "failed");
+    assert_eq!(admin_bits(&hap, "node2") & 1, 1, "node2 stays in maint");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("node2 is left out of rotation"),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_pause_after_the_first_node_exits_0_paused_and_resume_goes_on() {
+    let apps = AppNodes::start_many(3);
+    let ids = apps.ids();
+    let hap = Haproxy::start(&pool(&apps, &ids));
+    let env = Env::with_plan(
+        &inventory(&apps, &haproxy_section("edge", &hap.admin_socket())),
+        &format!(
+            "pause = \"after_first_node\"\n\n{}",
+            upgrade_plan(&apps, &ids)
+        ),
+    );
+    let t = text(&env.rolling(&["--dry-run"]).stdout);
+    let lines: Vec<&str> = t.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("  pause"))
+        .unwrap_or_else(|| panic!("{t}"));
+    assert_eq!(
+        lines[at],
+        "  pause       after app/node1: stop here (pause = \"after_first_node\"); `--resume` goes on"
+    );
+    assert!(lines[at - 1].contains("undrain"), "right after node1: {t}");
+    assert!(lines[at + 1].starts_with("  node2"), "{t}");
+
+    let traffic = load(&hap.frontend_url("app"));
+    let out = env.rolling(&["--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v = json(&out);
+    assert_eq!(v["result"], "paused");
+    assert_eq!(v["paused"]["pause"], "after_first_node");
+    assert_eq!(v["paused"]["group"], "app");
+    assert_eq!(v["paused"]["node"], "node1");
+    assert!(
+        v["paused"]["resume"]
+            .as_str()
+            .unwrap()
+            .ends_with("--resume"),
+        "{v}"
+    );
+    assert_eq!(v["nodes_done"], 1);
+    assert_eq!(v["nodes"][1]["result"], "pending");
+    assert_eq!(apps.installed_version("node1"), "2");
+    assert_eq!(apps.installed_version("node2"), "1", "node2 not begun");
+    for id in &ids {
+        assert_eq!(admin_bits(&hap, id), 0, "{id} in rotation while paused");
+    }
+
+    // A plain run is refused: the last one is not finished.
+    let out = env.rolling(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--resume"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = env.rolling(&["--resume"]);
+    traffic.wait_for_ok(100);
+    let r = traffic.stop();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("rolling upgrade done: 3/3 nodes"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_no_failure(&r, "pause and resume");
+    for id in &ids {
+        assert_eq!(apps.installed_version(id), "2");
+        assert_eq!(admin_bits(&hap, id), 0);
+    }
+}
+
+#[test]
+fn a_group_pause_after_the_group_names_the_group_and_prints_the_command_that_continues() {
+    let apps = AppNodes::start_many(3);
+    let ids = apps.ids();
+    let hap = Haproxy::start(&pool(&apps, &ids));
+    let one = upgrade_plan(&apps, &["node1"])
+        .replace("[group.hooks]", "pause = \"after_group\"\n\n[group.hooks]");
+    let rest =
+        upgrade_plan(&apps, &["node2", "node3"]).replace("name = \"app\"", "name = \"rest\"");
+    let env = Env::with_plan(
+        &inventory(&apps, &haproxy_section("edge", &hap.admin_socket())),
+        &format!("{one}\n{rest}"),
+    );
+    let out = env.rolling(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    assert!(
+        t.contains("paused after group app (pause = \"after_group\"): 1/3 nodes done; continue with `lbctl rolling --plan")
+            && t.trim_end().ends_with("--resume`"),
+        "{t}"
+    );
+    let out = env.rolling(&["--resume", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v = json(&out);
+    assert_eq!(v["result"], "ok");
+    let pause = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "pause")
+        .unwrap();
+    assert_eq!(pause["result"], "skipped", "{v}");
+    assert_eq!(apps.installed_version("node3"), "2");
+}
+
+#[test]
+fn skip_finishes_a_confluence_upgrade_without_a_node_in_error_that_was_shut_down() {
+    let apps = AppNodes::start(&CONFLUENCE);
+    let hap = Haproxy::start(&pool(&apps, &CONFLUENCE));
+    let z = FakeZdu::start_with(&zdu_nodes(&apps), "1", Some(("admin", "secret")));
+    let env = confluence_env(&apps, &hap, &z);
+    let plan = std::fs::read_to_string(env.plan()).unwrap();
+    let broken = plan.replace(
+        "ssh {node} sudo /tmp/atlassian",
+        "test {node} != confluence2 && ssh {node} sudo /tmp/atlassian",
+    );
+    std::fs::write(env.plan(), &broken).unwrap();
+    let traffic = load(&hap.frontend_url("app"));
+    let out = env.rolling(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(z.state(), "MIXED");
+
+    // --skip needs --resume, and a node the run stopped on.
+    let out = env.rolling(&["--skip", "confluence2"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = env.rolling(&["--resume", "--skip", "confluence3"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--skip confluence3: the last run did not stop on it"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = env.rolling(&["--resume", "--skip", "confluence9"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+
+    // The operator shuts the node in error down (OFFLINE), then goes on
+    // without it.
+    apps.stop("confluence2");
+    let out = env.rolling(&["--resume", "--skip", "confluence2", "--output", "json"]);
+    traffic.wait_for_ok(100);
+    let r = traffic.stop();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_no_failure(&r, "skip a node in error");
+    let v = json(&out);
+    assert_eq!(v["result"], "ok");
+    assert_eq!(v["nodes"][1]["node"], "confluence2");
+    assert_eq!(v["nodes"][1]["result"], "left_out");
+    assert_eq!(v["nodes"][2]["result"], "ok");
+    assert_eq!(v["nodes_done"], 2);
+    let warned = v["warnings"].as_array().unwrap().iter().any(|w| {
+        w.as_str().unwrap()
+            == "confluence/confluence2: skipped (--skip): its remaining steps did not run; it stays out of rotation"
+    });
+    assert!(warned, "{v}");
+    assert_eq!(z.state(), "STABLE", "approved without the node shut down");
+    assert_eq!(z.version(), "9.2.1");
+    assert_eq!(
+        admin_bits(&hap, "confluence2") & 1,
+        1,
+        "confluence2 stays in maint"
+    );
+    assert_eq!(admin_bits(&hap, "confluence3"), 0);
+    assert_eq!(apps.installed_version("confluence3"), "9.2.1");
+}
+
+/// A gate on the error ratio of the whole pool, as Prometheus scrapes it
+/// from every application node, that must hold for 3 s (a ratio over a
+/// window takes that long to show a new node's errors).
+const ERROR_RATIO_GATE: &str = r#"[group.gate]
+prometheus = "PROM"
+query = 'sum(rate(lab_responses_total{code="500"}[2s])) / sum(rate(lab_responses_total[2s]))'
+below = 0.05
+healthy_for = "3s"
+timeout = "10s"
+interval = "200ms"
+"#;
+
+#[test]
+fn a_prometheus_gate_passes_a_healthy_upgrade_and_stops_one_whose_error_ratio_rises() {
+    let apps = AppNodes::start_many(3);
+    let ids = apps.ids();
+    let hap = Haproxy::start(&pool(&apps, &ids));
+    let targets: Vec<std::net::SocketAddr> = ids.iter().map(|id| apps.addr(id)).collect();
+    let prom = Prometheus::start(&targets);
+    let gate = ERROR_RATIO_GATE.replace("PROM", &prom.url());
+    let plan = |version: &str| {
+        let p = upgrade_plan(&apps, &ids).replace("--version 2", &format!("--version {version}"));
+        format!("{}{gate}", &p[..p.find("[group.gate]").unwrap()])
+    };
+    let env = Env::with_plan(
+        &inventory(&apps, &haproxy_section("edge", &hap.admin_socket())),
+        &plan("2"),
+    );
+    let t = text(&env.rolling(&["--dry-run"]).stdout);
+    assert!(
+        t.contains(&format!(
+            "gate        prometheus {}: sum(rate(lab_responses_total{{code=\"500\"}}[2s])) / sum(rate(lab_responses_total[2s])) < 0.05, then healthy for 3s",
+            prom.url()
+        )),
+        "{t}"
+    );
+
+    let traffic = load(&hap.frontend_url("app"));
+    let out = env.rolling(&["--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v = json(&out);
+    let g = &v["nodes"][2]["steps"][4]["gate"];
+    assert_eq!(g["kind"], "prometheus", "{v}");
+    assert_eq!(g["passed"], true);
+    assert_eq!(g["last"], "0 < 0.05", "{g}");
+    for id in &ids {
+        assert_eq!(apps.installed_version(id), "2");
+    }
+
+    // A release that passes its health checks but fails its users: the
+    // first node returns (its own gate looked before it took traffic),
+    // the pool's error ratio rises, and the second node's gate stops the
+    // run with it out of rotation.
+    std::fs::write(env.plan(), plan("bad3")).unwrap();
+    let out = env.rolling(&["--output", "json"]);
+    let r = traffic.stop();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(r.failed > 0, "the bad release failed requests: {r:?}");
+    let v = json(&out);
+    assert_eq!(v["failure"]["node"], "node2", "{v}");
+    assert_eq!(v["failure"]["step"], "gate");
+    let msg = v["failure"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("passed, then failed") && msg.contains("not < 0.05"),
+        "{msg}"
+    );
+    let last = v["nodes"][1]["steps"][4]["gate"]["last"].as_str().unwrap();
+    assert!(last.ends_with("not < 0.05"), "{last}");
+    assert_eq!(admin_bits(&hap, "node2") & 1, 1, "node2 stays out");
+    assert_eq!(apps.installed_version("node3"), "2", "node3 not reached");
+}
+
+#[test]
+fn notify_posts_every_step_to_a_webhook_retrying_and_never_fails_the_upgrade() {
+    let apps = AppNodes::start_many(2);
+    let ids = apps.ids();
+    let hap = Haproxy::start(&pool(&apps, &ids));
+    // The receiver fails its first two requests: the sender retries.
+    let hook = Webhook::start_failing(2);
+    let secret = format!("{}/T000/B000/s3cr3t", hook.url());
+    let env = Env::with_plan(
+        &inventory(&apps, &haproxy_section("edge", &hap.admin_socket())),
+        &format!("notify = \"{secret}\"\n\n{}", upgrade_plan(&apps, &ids)),
+    );
+    let traffic = load(&hap.frontend_url("app"));
+    let out = env.rolling(&["--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(hook.failed(), 2);
+    let events: Vec<serde_json::Value> = hook
+        .bodies()
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    let v = json(&out);
+    assert_eq!(events.first().unwrap()["event"], "start", "{events:?}");
+    assert_eq!(events.first().unwrap()["run"], v["run"]);
+    let end = events.last().unwrap();
+    assert_eq!(end["event"], "end");
+    assert_eq!(end["result"], "ok");
+    assert_eq!(end["nodes_done"], 2);
+    let node1: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e["event"] == "step" && e["node"] == "node1")
+        .map(|e| (e["step"].as_str().unwrap(), e["result"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        node1,
+        [
+            ("drain", "ok"),
+            ("before", "ok"),
+            ("upgrade", "ok"),
+            ("after", "ok"),
+            ("gate", "ok"),
+            ("undrain", "ok")
+        ]
+    );
+    // The report's step shape, with where it ran.
+    let upgrade = events
+        .iter()
+        .find(|e| e["step"] == "upgrade" && e["node"] == "node2")
+        .unwrap();
+    assert_eq!(upgrade["group"], "app");
+    assert_eq!(upgrade["exit_code"], 0);
+    assert_eq!(upgrade, &{
+        let mut s = v["nodes"][1]["steps"][2].clone();
+        for k in ["event", "run", "plan", "group", "node"] {
+            s[k] = upgrade[k].clone();
+        }
+        s
+    });
+    assert!(
+        v.get("warnings")
+            .is_none_or(|w| !w.to_string().contains("notify"))
+    );
+
+    // A receiver that is gone: the upgrade goes on and says so, without
+    // the URL's secret part.
+    drop(hook);
+    let out = env.rolling(&["--output", "json"]);
+    let r = traffic.stop();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_no_failure(&r, "two upgrades with notifications");
+    let v = json(&out);
+    let w = v["warnings"].to_string();
+    assert!(
+        w.contains("notify: ") && w.contains("the upgrade went on"),
+        "{w}"
+    );
+    assert!(w.contains("http://127.0.0.1/…"), "{w}");
+    assert!(!text(&out.stdout).contains("s3cr3t") && !text(&out.stderr).contains("s3cr3t"));
+    for id in &ids {
+        assert_eq!(admin_bits(&hap, id), 0);
+    }
+}
+
+#[test]
+fn a_hook_that_prints_one_huge_line_is_cut_on_stderr_and_whole_in_the_hook_log() {
+    let inv = "[nodes.node1]\naddress = \"127.0.0.1:1\"\n";
+    let plan = "[[group]]\nname = \"app\"\nnodes = [\"node1\"]\nbalanced = false\n\n\
+                [group.hooks]\nupgrade = \"head -c 10000000 /dev/zero | tr '\\\\0' x; echo; exit 3\"\n";
+    let env = Env::with_plan(inv, plan);
+    let out = env.rolling(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.len() < 10_000, "stderr is {} bytes", err.len());
+    assert!(
+        err.contains("… (9998000 more bytes; the whole line is in the hook log)"),
+        "{err}"
+    );
+    let log = err
+        .lines()
+        .find_map(|l| l.split_once("(full log: "))
+        .and_then(|(_, p)| p.strip_suffix(") ---"))
+        .unwrap_or_else(|| panic!("{err}"));
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(log.contains(&"x".repeat(10_000_000)));
 }

@@ -14,10 +14,17 @@
 //! lab-app ssh     --dir DIR NODE COMMAND…   what `ssh NODE COMMAND` does to a lab node
 //! ```
 //!
-//! The `ssh` stand-in understands the remote commands of the example
-//! plans: `[sudo] [VAR=value…] gitlab-ctl stop|start|restart [service]`,
-//! `gitlab-ctl reconfigure`, `gitlab-ctl status` (exit 1 when down),
-//! `gitlab-rake …`, `apt-get install -y PACKAGE[=VERSION]`,
+//! The `ssh` stand-in records every command with the lbctl step that ran
+//! it and understands the remote commands of the example plans:
+//! `[sudo] [VAR=value…] gitlab-ctl stop|start|restart|restart-except
+//! [service…]` (the node's process is touched unless only side services
+//! such as `consul` on a non-Consul node, `node-exporter`, `logrotate`
+//! or `geo-logcursor` are named), `gitlab-ctl reconfigure`, `gitlab-ctl
+//! status` (exit 1 when down), `gitlab-ctl patroni members` (the node as
+//! leader), `gitlab-rake …`, `gitlab-rails runner …` (the background
+//! migrations still queued), `dpkg-query -W -f=… gitlab-ee` (the
+//! installed version), `touch`, `sed -i` and `scp` (recorded only),
+//! `apt-get install -y PACKAGE[=VERSION]`,
 //! `/etc/init.d/confluence stop|start`, Confluence's installer
 //! `atlassian-confluence-VERSION-x64.bin …` and `systemctl
 //! stop|start|restart|is-active SERVICE`. Anything else fails (exit 127),
@@ -158,11 +165,36 @@ impl AppNodes {
 
     /// Every command the `ssh` stand-in was given, as `NODE COMMAND`.
     pub fn ssh_log(&self) -> Vec<String> {
+        self.ssh_steps()
+            .into_iter()
+            .map(|(node, _, command)| format!("{node} {command}"))
+            .collect()
+    }
+
+    /// Every command the `ssh` stand-in was given, as (node, the lbctl
+    /// step whose hook ran it, command).
+    pub fn ssh_steps(&self) -> Vec<(String, String, String)> {
         fs::read_to_string(self.dir.path().join("ssh.log"))
             .unwrap_or_default()
             .lines()
-            .map(str::to_owned)
+            .filter_map(|l| {
+                let mut f = l.splitn(3, '\t');
+                Some((f.next()?.into(), f.next()?.into(), f.next()?.into()))
+            })
             .collect()
+    }
+
+    /// Sets how many background migrations `gitlab-rails runner` reports
+    /// still queued (0 until set).
+    pub fn set_background_migrations(&self, n: u32) {
+        fs::write(self.dir.path().join("background_migrations"), n.to_string())
+            .expect("write background_migrations");
+    }
+
+    /// Sets the version node `id` runs from its next start (as a package
+    /// installed before the lab began).
+    pub fn set_installed_version(&self, id: &str, version: &str) {
+        fs::write(self.dir.path().join(format!("{id}.version")), version).expect("write version");
     }
 
     fn run(&self, args: &[&str]) {
@@ -327,15 +359,41 @@ fn install(dir: &Path, id: &str, version: &str) -> Result<String, String> {
     Ok(format!("{id}: version {version} installed"))
 }
 
-/// `ssh NODE COMMAND…` on a lab node.
+/// Services a lab node stands for besides its own component: restarting
+/// or stopping one of them leaves the node's process alone.
+const SIDE_SERVICES: [&str; 4] = ["consul", "node-exporter", "logrotate", "geo-logcursor"];
+
+/// The component a node stands for: its name after the last `-`, without
+/// trailing digits (`secondary-rails2` → `rails`).
+fn component(node: &str) -> &str {
+    node.rsplit('-')
+        .next()
+        .unwrap_or(node)
+        .trim_end_matches(|c: char| c.is_ascii_digit())
+}
+
+/// Whether `gitlab-ctl stop|start|restart SERVICES…` touches the node's
+/// process: no service named (all of them), or one that is not a side
+/// service (or is the node's own component, as `consul` on `consul1`).
+fn touches(node: &str, services: &[&str]) -> bool {
+    services.is_empty()
+        || services
+            .iter()
+            .any(|s| *s == component(node) || !SIDE_SERVICES.contains(s))
+}
+
+/// `ssh NODE COMMAND…` on a lab node: logged to `ssh.log` as
+/// `NODE<TAB>STEP<TAB>COMMAND` (the step from `LBCTL_STEP`, which lbctl
+/// gives every hook), then acted out.
 fn ssh(dir: &Path, node: &str, words: &[String]) -> Result<String, String> {
     let line = words.join(" ");
+    let step = std::env::var("LBCTL_STEP").unwrap_or_else(|_| "-".into());
     if let Ok(mut f) = fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("ssh.log"))
     {
-        let _ = writeln!(f, "{node} {line}");
+        let _ = writeln!(f, "{node}\t{step}\t{line}");
     }
     let mut out = Vec::new();
     for cmd in line.split("&&").map(str::trim).filter(|c| !c.is_empty()) {
@@ -350,17 +408,46 @@ fn ssh(dir: &Path, node: &str, words: &[String]) -> Result<String, String> {
             w.remove(0);
         }
         let r = match w.as_slice() {
+            ["gitlab-ctl", "stop", services @ ..] if !touches(node, services) => {
+                format!("{node}: {cmd}: done")
+            }
+            ["gitlab-ctl", "start", services @ ..] | ["gitlab-ctl", "restart", services @ ..]
+                if !touches(node, services) =>
+            {
+                format!("{node}: {cmd}: done")
+            }
+            ["gitlab-ctl", "restart-except", services @ ..]
+                if services.contains(&component(node)) =>
+            {
+                format!("{node}: {cmd}: done")
+            }
             ["gitlab-ctl", "stop", ..]
             | ["/etc/init.d/confluence", "stop"]
             | ["systemctl", "stop", ..] => stop(dir, node)?,
             ["gitlab-ctl", "start", ..]
             | ["/etc/init.d/confluence", "start"]
             | ["systemctl", "start", ..] => start(dir, node)?,
-            ["gitlab-ctl", "restart", ..] | ["systemctl", "restart", ..] => {
+            ["gitlab-ctl", "restart", ..]
+            | ["gitlab-ctl", "restart-except", ..]
+            | ["systemctl", "restart", ..] => {
                 stop(dir, node)?;
                 start(dir, node)?
             }
             ["gitlab-ctl", "reconfigure"] | ["gitlab-rake", ..] => format!("{node}: {cmd}: done"),
+            ["gitlab-ctl", "patroni", "members"] => {
+                let addr = read(dir, node, "addr")?;
+                let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
+                format!("| {node} | {host} | Leader | running | 1 | |")
+            }
+            // Background migrations still queued: `DIR/background_migrations`
+            // (0 when absent).
+            ["gitlab-rails", "runner", ..] => fs::read_to_string(dir.join("background_migrations"))
+                .map_or_else(|_| "0".into(), |s| s.trim().to_string()),
+            ["dpkg-query", "-W", format, "gitlab-ee"] if format.starts_with("-f=") => {
+                read(dir, node, "version")?
+            }
+            // Files on the node: created, edited, copied (nothing to act out).
+            ["touch", _] | ["sed", "-i", .., _] | ["scp", _, _] => format!("{node}: {cmd}: done"),
             ["gitlab-ctl", "status", ..] | ["systemctl", "is-active", ..] => {
                 read(dir, node, "addr")?;
                 match running_pid(dir, node) {
@@ -455,6 +542,7 @@ fn serve_main(args: &[String]) -> i32 {
     let app = Arc::new(AppMode {
         version: Some(version),
         starting_until: (starting > 0).then(|| Instant::now() + Duration::from_millis(starting)),
+        ..AppMode::default()
     });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

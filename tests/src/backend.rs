@@ -163,13 +163,22 @@ impl Drop for Backend {
 /// differs from the in-process [`Backend`]: it reports a version, and for
 /// a while after it starts it is "starting" (`/health` and
 /// `/-/readiness` answer 503, `/status` says `STARTING`), as real
-/// applications are.
+/// applications are. A version whose name begins with `bad` answers 500
+/// to every request but `/status`, `/health`, `/-/readiness` and
+/// `/metrics` (a release that passes its health checks but fails its
+/// users). `/metrics` counts the
+/// answers in Prometheus' text format:
+/// `lab_responses_total{node="ID",code="200"|"500"}`.
 #[derive(Debug, Default)]
 pub(crate) struct AppMode {
     /// `X-Version` on every answer; `None`: a plain lab backend.
     pub version: Option<String>,
     /// Until when it is starting.
     pub starting_until: Option<std::time::Instant>,
+    /// Answers with status 200 so far (`/metrics` excluded).
+    pub ok: AtomicU64,
+    /// Answers with status 500 so far.
+    pub errors: AtomicU64,
 }
 
 impl AppMode {
@@ -238,6 +247,19 @@ async fn handle(
     let _done = Done(in_flight);
     let path = req.uri().path();
     if let Some(version) = &app.version {
+        if path == "/metrics" {
+            let body = format!(
+                "# TYPE lab_responses_total counter\n\
+                 lab_responses_total{{node=\"{id}\",code=\"200\"}} {}\n\
+                 lab_responses_total{{node=\"{id}\",code=\"500\"}} {}\n",
+                app.ok.load(Ordering::SeqCst),
+                app.errors.load(Ordering::SeqCst)
+            );
+            return Ok(Response::builder()
+                .header("Content-Type", "text/plain; version=0.0.4")
+                .body(Full::new(Bytes::from(body)))
+                .expect("static response"));
+        }
         let starting = app.starting();
         let (status, body) = match path {
             "/status" => (
@@ -251,6 +273,18 @@ async fn handle(
             "/-/readiness" => (200, "{\"status\":\"ok\"}".into()),
             _ => (0, String::new()),
         };
+        if status == 0 && version.starts_with("bad") && path != "/health" {
+            app.errors.fetch_add(1, Ordering::SeqCst);
+            return Ok(Response::builder()
+                .status(500)
+                .header("X-Backend", &*id)
+                .header("X-Version", version.as_str())
+                .body(Full::new(Bytes::from("broken release\n")))
+                .expect("static response"));
+        }
+        if status == 200 || status == 0 {
+            app.ok.fetch_add(1, Ordering::SeqCst);
+        }
         if status != 0 {
             return Ok(Response::builder()
                 .status(status)

@@ -12,6 +12,8 @@ pub mod load;
 mod nginx;
 mod pools;
 mod ports;
+mod prometheus;
+mod webhook;
 pub mod zdu;
 
 pub use apache::{Apache, ApacheOptions};
@@ -27,4 +29,6 @@ pub use load::{Load, LoadOptions, LoadReport};
 pub use nginx::{Nginx, NginxOptions};
 pub use pools::{MemberSpec, PoolSpec, Pools};
 pub use ports::{PortLease, lease_port};
+pub use prometheus::Prometheus;
+pub use webhook::Webhook;
 pub use zdu::FakeZdu;

@@ -13,7 +13,8 @@
 //!
 //! `READY_TO_UPGRADE` turns `MIXED` once a node runs another version than
 //! the cluster's, and `MIXED` turns `READY_TO_RUN_UPGRADE_TASKS` once every
-//! node is `ACTIVE` on the same new version. POSTs need `X-Atlassian-Token:
+//! node that is not `OFFLINE` (one shut down after an error) is `ACTIVE`
+//! on the same new version. POSTs need `X-Atlassian-Token:
 //! no-check` (403 without, as Atlassian's XSRF check answers), and with
 //! credentials set every call needs them (401).
 
@@ -253,11 +254,15 @@ async fn evaluate(cluster: &Arc<Mutex<Cluster>>) -> Vec<(String, String, String)
     if c.state == "READY_TO_UPGRADE" && out.iter().any(|(_, _, v)| *v != version) {
         c.state = "MIXED".into();
     }
+    // A node shut down (OFFLINE) does not hold the upgrade back: once
+    // every other node is ACTIVE on the new version, the upgrade can be
+    // finished (Confluence's troubleshooting for a node in error).
     if c.state == "MIXED" {
-        let first = &out[0].2;
-        if out
-            .iter()
-            .all(|(_, s, v)| s == "ACTIVE" && v == first && *v != version)
+        let online: Vec<_> = out.iter().filter(|(_, s, _)| s != "OFFLINE").collect();
+        if let Some((_, _, first)) = online.first()
+            && online
+                .iter()
+                .all(|(_, s, v)| s == "ACTIVE" && v == first && *v != version)
         {
             c.state = "READY_TO_RUN_UPGRADE_TASKS".into();
         }

@@ -117,6 +117,117 @@ fn the_ssh_stand_in_runs_the_example_plans_remote_commands() {
     assert_eq!(log.len(), 7, "{log:?}");
 }
 
+#[test]
+fn the_ssh_stand_in_records_steps_and_restarts_only_the_nodes_own_service() {
+    let apps = AppNodes::start(&["gitaly1", "consul1", "secondary-rails1"]);
+    let ssh = apps.ssh_path().join("ssh");
+    let run = |step: &str, args: &[&str]| {
+        Command::new(&ssh)
+            .env("LBCTL_STEP", step)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let pid = |id| apps.pid(id).unwrap();
+    let (gitaly, consul, rails) = (pid("gitaly1"), pid("consul1"), pid("secondary-rails1"));
+
+    // Gitaly reloads gracefully: restarting what runs beside it leaves it.
+    let out = run(
+        "after",
+        &[
+            "gitaly1",
+            "sudo gitlab-ctl restart consul node-exporter logrotate",
+        ],
+    );
+    assert!(out.status.success());
+    assert_eq!(pid("gitaly1"), gitaly);
+    // Consul's own restart restarts it; everything but Consul does not.
+    assert!(
+        run("after", &["consul1", "sudo gitlab-ctl restart consul"])
+            .status
+            .success()
+    );
+    let consul2 = pid("consul1");
+    assert_ne!(consul2, consul);
+    assert!(
+        run(
+            "after",
+            &["consul1", "sudo gitlab-ctl restart-except consul"]
+        )
+        .status
+        .success()
+    );
+    assert_eq!(pid("consul1"), consul2);
+    // The Geo log cursor is not the node's process either.
+    assert!(
+        run(
+            "before",
+            &["secondary-rails1", "sudo gitlab-ctl stop geo-logcursor"]
+        )
+        .status
+        .success()
+    );
+    assert_eq!(pid("secondary-rails1"), rails);
+    for cmd in [
+        "sudo touch /etc/gitlab/skip-auto-reconfigure",
+        "sudo scp primary-rails1:/etc/gitlab/gitlab-secrets.json /etc/gitlab/gitlab-secrets.json",
+        r#"sudo sed -i "s/^#* *gitlab_rails\['auto_migrate'\].*/gitlab_rails['auto_migrate'] = false/" /etc/gitlab/gitlab.rb"#,
+    ] {
+        assert!(
+            run("before", &["secondary-rails1", cmd]).status.success(),
+            "{cmd}"
+        );
+    }
+    let out = run("upgrade", &["gitaly1", "sudo gitlab-ctl patroni members"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("| gitaly1 | 127.0.0.1 | Leader |"));
+    apps.set_installed_version("gitaly1", "17.8.3-ee.0");
+    let out = run(
+        "preflight",
+        &["gitaly1", "dpkg-query -W -f='${Version}' gitlab-ee"],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "17.8.3-ee.0");
+    apps.set_background_migrations(4);
+    let out = run(
+        "preflight",
+        &["gitaly1", "sudo gitlab-rails runner -e production 'puts 1'"],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "4");
+
+    let steps = apps.ssh_steps();
+    assert_eq!(steps.len(), 10, "{steps:?}");
+    assert_eq!(
+        steps[0],
+        (
+            "gitaly1".to_string(),
+            "after".to_string(),
+            "sudo gitlab-ctl restart consul node-exporter logrotate".to_string()
+        )
+    );
+    assert_eq!(steps[3].1, "before");
+    assert_eq!(
+        apps.ssh_log()[3],
+        "secondary-rails1 sudo gitlab-ctl stop geo-logcursor"
+    );
+
+    // `/metrics` counts answers; a `bad` release fails users, not checks.
+    let addr = apps.addr("gitaly1");
+    get(addr, "/").unwrap();
+    apps.stop("gitaly1");
+    apps.set_installed_version("gitaly1", "bad1");
+    apps.start_again("gitaly1");
+    assert_eq!(get(addr, "/").unwrap().status, 500);
+    assert_eq!(get(addr, "/health").unwrap().status, 200);
+    let m = get(addr, "/metrics").unwrap().body;
+    assert!(
+        m.contains("lab_responses_total{node=\"gitaly1\",code=\"500\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("lab_responses_total{node=\"gitaly1\",code=\"200\"} 1"),
+        "{m}"
+    );
+}
+
 fn call(z: &FakeZdu, method: &str, path: &str, xsrf: bool, auth: Option<&str>) -> http::Response {
     let mut h = Vec::new();
     if xsrf {

@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use lb_lab::{Haproxy, Nginx};
+use std::fmt::Write as _;
+
+use lb_lab::{AppNodes, FakeZdu, Haproxy, Load, LoadOptions, LoadReport, Nginx, PoolSpec, Pools};
 
 /// A scratch dir with `lbctl.toml`, other files the test writes, and a
 /// state dir; runs the lbctl binary there.
@@ -199,4 +201,73 @@ pub fn servers_state(h: &Haproxy, column: &str) -> Vec<(String, String)> {
 /// Every server of pool `app` with its current weight (`srv_uweight`).
 pub fn weights(h: &Haproxy) -> Vec<(String, String)> {
     servers_state(h, "srv_uweight")
+}
+
+/// One pool `app` of the lab's application nodes `ids`.
+pub fn pool(apps: &AppNodes, ids: &[&str]) -> Pools {
+    let mut p = PoolSpec::new("app");
+    for id in ids {
+        p = p.member(id, apps.addr(id));
+    }
+    Pools::new().with(p)
+}
+
+/// An inventory with `balancer`'s section and every node of `apps`.
+pub fn inventory(apps: &AppNodes, balancer: &str) -> String {
+    let mut s = String::from(
+        "[defaults]\npoll_interval = \"50ms\"\ndrain_timeout = \"30s\"\nundrain_timeout = \"20s\"\n\n",
+    );
+    s.push_str(balancer);
+    for id in apps.ids() {
+        let _ = writeln!(s, "\n[nodes.{id}]\naddress = \"{}\"", apps.addr(id));
+    }
+    s
+}
+
+/// Four keep-alive connections of load on `url`, once 100 requests passed.
+pub fn load(url: &str) -> Load {
+    let l = Load::start(
+        url,
+        LoadOptions {
+            connections: 4,
+            ..LoadOptions::default()
+        },
+    );
+    l.wait_for_ok(100);
+    l
+}
+
+/// The load lost no request, and ran.
+pub fn assert_no_failure(r: &LoadReport, what: &str) {
+    assert_eq!(r.failed, 0, "{what}: {r:#?}");
+    assert!(r.ok > 200, "{what}: the load ran: {r:?}");
+}
+
+/// An example plan of the repository (`examples/NAME`).
+pub fn example(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// The Confluence example against the fake ZDU API, with the lab's `ssh`.
+pub fn confluence_env(apps: &AppNodes, hap: &Haproxy, z: &FakeZdu) -> Env {
+    let plan = example("confluence-plan.toml").replace("https://confluence.example.com", &z.url());
+    Env::with_plan(
+        &inventory(apps, &haproxy_section("edge", &hap.admin_socket())),
+        &plan,
+    )
+    .with_path(&apps.ssh_path())
+    .with_var("CONFLUENCE_PASSWORD", "secret")
+}
+
+/// The Confluence example's nodes.
+pub const CONFLUENCE: [&str; 3] = ["confluence1", "confluence2", "confluence3"];
+
+/// The Confluence nodes as the fake ZDU API knows them.
+pub fn zdu_nodes(apps: &AppNodes) -> Vec<(&'static str, std::net::SocketAddr)> {
+    CONFLUENCE.iter().map(|n| (*n, apps.addr(n))).collect()
 }

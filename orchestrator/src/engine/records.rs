@@ -267,6 +267,8 @@ impl EndStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
+    /// One of the plan's `preflight` checks (before anything changes).
+    Preflight,
     /// Confluence ZDU: enable upgrade mode (before the first node).
     ZduStart,
     /// Take the node out of rotation everywhere and wait until its
@@ -299,12 +301,21 @@ pub enum Step {
     /// The journal's mark that every step of a node is done (never a step
     /// of a report).
     Node,
+    /// The group's `on_failure` hook, after a node's step failed.
+    OnFailure,
+    /// A pause point of the plan (`pause`): the run stopped there, to be
+    /// continued with `--resume`.
+    Pause,
+    /// `--resume --skip NODE`: the node is left out of the rest of the
+    /// run (and of the runs that resume it).
+    Skip,
 }
 
 impl Step {
     /// Its name, as the journal and the report write it.
     pub fn as_str(self) -> &'static str {
         match self {
+            Step::Preflight => "preflight",
             Step::ZduStart => "zdu_start",
             Step::Drain => "drain",
             Step::Before => "before",
@@ -319,6 +330,9 @@ impl Step {
             Step::Finally => "finally",
             Step::ZduCancel => "zdu_cancel",
             Step::Node => "node",
+            Step::OnFailure => "on_failure",
+            Step::Pause => "pause",
+            Step::Skip => "skip",
         }
     }
 }

@@ -60,12 +60,23 @@ pub const DEFAULT_GATE_INTERVAL: Duration = Duration::from_secs(2);
 pub struct Plan {
     /// The file it was read from (`None` when parsed from text).
     pub path: Option<PathBuf>,
+    /// `preflight = ["…"]`: commands run before anything changes (before
+    /// Confluence's upgrade mode and the first drain); one that fails
+    /// refuses the run (exit 4).
+    pub preflight: Vec<Hook>,
     /// The groups, in the order they run.
     pub groups: Vec<Group>,
     /// Runs once after every group (GitLab's post-deployment migrations).
     pub finally: Option<Hook>,
     /// Confluence Data Center's zero-downtime-upgrade API.
     pub zdu: Option<ZduConfig>,
+    /// `pause = "after_first_node" | "after_group"`: where the run stops
+    /// for a person to look (exit 0, result `paused`; `--resume` goes on).
+    /// A group's own `pause` replaces this one for that group.
+    pub pause: Option<Pause>,
+    /// `notify = "URL"`: every step event POSTed there as JSON (retried,
+    /// never holding the upgrade back). The URL is treated as a secret.
+    pub notify: Option<String>,
     /// `rebalance = true` or `rebalance = { … }`: [`Fleet::rebalance`](crate::Fleet::rebalance) over
     /// every pool once the last node is back (before `finally`). `None`
     /// when the key is absent or `false`.
@@ -105,6 +116,13 @@ pub struct Group {
     /// `false`: no balancer fronts these nodes (a database, Consul…):
     /// hooks and gates only, never a drain.
     pub balanced: bool,
+    /// `hold = true`: its nodes stay out of rotation after their gate,
+    /// until a later `revisit` group (GitLab's deploy node, left drained
+    /// until its post-deployment migrations).
+    pub hold: bool,
+    /// `revisit = true`: its nodes were in an earlier group, and run once
+    /// more (a deploy node's post-deployment migrations).
+    pub revisit: bool,
     /// After the node is out of rotation (e.g. stop the service).
     pub before: Option<Hook>,
     /// The upgrade itself.
@@ -116,8 +134,35 @@ pub struct Group {
     pub after: Option<Hook>,
     /// Once, after the group's last node is back.
     pub after_group: Option<Hook>,
+    /// When a node's hook or gate fails: run with that node's values (a
+    /// rollback). The node returns to rotation only when this passes and
+    /// so does the gate after it; the run still stops.
+    pub on_failure: Option<Hook>,
     /// What a node must pass before it returns to rotation.
     pub gate: Option<Gate>,
+    /// Where the run pauses in this group (else the plan's `pause`).
+    pub pause: Option<Pause>,
+}
+
+/// A pause point: the run stops there cleanly for a person to look, and
+/// `--resume` goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pause {
+    /// Once the first node (the first batch) is back in rotation: the
+    /// plan's first node, or a group's.
+    AfterFirstNode,
+    /// Once a group (its `after_group` included) is done.
+    AfterGroup,
+}
+
+impl Pause {
+    /// As the plan writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pause::AfterFirstNode => "after_first_node",
+            Pause::AfterGroup => "after_group",
+        }
+    }
 }
 
 impl Group {
@@ -128,12 +173,16 @@ impl Group {
             nodes: nodes.iter().map(|n| n.as_ref().to_owned()).collect(),
             batch: 1,
             balanced: true,
+            hold: false,
+            revisit: false,
             before: None,
             upgrade: None,
             first_node: None,
             after: None,
             after_group: None,
+            on_failure: None,
             gate: None,
+            pause: None,
         }
     }
 }
@@ -148,6 +197,9 @@ pub struct Gate {
     pub timeout: Duration,
     /// How often to try.
     pub interval: Duration,
+    /// `healthy_for`: once it passes, it must keep passing (every
+    /// `interval`) for this long; a failure within it fails the node.
+    pub healthy_for: Option<Duration>,
 }
 
 /// What a gate checks.
@@ -175,7 +227,57 @@ pub enum GateCheck {
     /// The node's Confluence ZDU state is `ACTIVE` (waiting through
     /// `STARTING`; `ERROR` fails at once).
     Zdu,
+    /// A Prometheus instant query (templated) whose every sample meets
+    /// `condition`; no sample is "not yet".
+    Prometheus {
+        /// The server's base URL, e.g. `http://prometheus:9090`.
+        url: String,
+        /// The PromQL expression.
+        query: String,
+        /// What every sample must meet.
+        condition: Condition,
+    },
 }
+
+/// What a metric gate's samples must meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// `below = X`: every sample `< X`.
+    Below(Bound),
+    /// `above = X`: every sample `> X`.
+    Above(Bound),
+}
+
+impl Condition {
+    /// Whether `v` meets it (NaN never does).
+    pub fn holds(self, v: f64) -> bool {
+        match self {
+            Condition::Below(b) => v < b.0,
+            Condition::Above(b) => v > b.0,
+        }
+    }
+}
+
+impl std::fmt::Display for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Condition::Below(b) => write!(f, "< {}", b.0),
+            Condition::Above(b) => write!(f, "> {}", b.0),
+        }
+    }
+}
+
+/// A finite threshold (compared bit for bit, so that plans compare).
+#[derive(Debug, Clone, Copy)]
+pub struct Bound(pub f64);
+
+impl PartialEq for Bound {
+    fn eq(&self, o: &Bound) -> bool {
+        self.0.to_bits() == o.0.to_bits()
+    }
+}
+
+impl Eq for Bound {}
 
 /// `[zdu]`: Confluence Data Center's zero-downtime-upgrade REST API.
 #[derive(Clone, PartialEq, Eq)]
@@ -257,9 +359,12 @@ impl Plan {
     pub fn new(groups: Vec<Group>) -> Plan {
         Plan {
             path: None,
+            preflight: Vec::new(),
             groups,
             finally: None,
             zdu: None,
+            pause: None,
+            notify: None,
             rebalance: None,
             origin: "plan".into(),
             lines: Lines::default(),

@@ -8,9 +8,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::{Bound, Condition};
 use super::{
     DEFAULT_GATE_INTERVAL, DEFAULT_GATE_TIMEOUT, DEFAULT_HOOK_TIMEOUT, Gate, GateCheck, Group,
-    Hook, Lines, Plan, ZduConfig, shell_safe,
+    Hook, Lines, Pause, Plan, ZduConfig, shell_safe,
 };
 use crate::duration::{parse_duration, serde_opt};
 use crate::error::{Error, Result};
@@ -19,10 +20,14 @@ use crate::rebalance::{RebalanceOptions, Strategy};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPlan {
+    #[serde(default)]
+    preflight: Vec<Spanned<String>>,
     finally: Option<Spanned<String>>,
     #[serde(default, with = "serde_opt")]
     hook_timeout: Option<Duration>,
     zdu: Option<Spanned<RawZdu>>,
+    pause: Option<Spanned<String>>,
+    notify: Option<Spanned<String>>,
     rebalance: Option<Spanned<RawRebalance>>,
     #[serde(default)]
     group: Vec<Spanned<RawGroup>>,
@@ -84,6 +89,11 @@ struct RawGroup {
     #[serde(default = "yes")]
     balanced: bool,
     #[serde(default)]
+    hold: bool,
+    #[serde(default)]
+    revisit: bool,
+    pause: Option<Spanned<String>>,
+    #[serde(default)]
     hooks: RawHooks,
     gate: Option<Spanned<RawGate>>,
 }
@@ -100,6 +110,7 @@ struct RawHooks {
     first_node: Option<Spanned<String>>,
     after: Option<Spanned<String>>,
     after_group: Option<Spanned<String>>,
+    on_failure: Option<Spanned<String>>,
     #[serde(default, with = "serde_opt")]
     timeout: Option<Duration>,
 }
@@ -111,12 +122,18 @@ struct RawGate {
     tcp: Option<String>,
     command: Option<String>,
     zdu: Option<bool>,
+    prometheus: Option<String>,
+    query: Option<String>,
+    below: Option<f64>,
+    above: Option<f64>,
     expect_status: Option<u16>,
     body: Option<String>,
     #[serde(default, with = "serde_opt")]
     timeout: Option<Duration>,
     #[serde(default, with = "serde_opt")]
     interval: Option<Duration>,
+    #[serde(default, with = "serde_opt")]
+    healthy_for: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,6 +162,19 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// `pause = "after_first_node" | "after_group"`.
+    fn pause(&self, p: Option<Spanned<String>>, whose: &str) -> Result<Option<Pause>> {
+        let Some(p) = p else { return Ok(None) };
+        match p.get_ref().as_str() {
+            "after_first_node" => Ok(Some(Pause::AfterFirstNode)),
+            "after_group" => Ok(Some(Pause::AfterGroup)),
+            other => Err(self.err(
+                p.span().start,
+                format!("{whose}pause = {other:?}: after_first_node or after_group"),
+            )),
+        }
+    }
+
     fn line(&self, at: usize) -> usize {
         self.text[..at.min(self.text.len())].matches('\n').count() + 1
     }
@@ -171,6 +201,19 @@ impl Plan {
             )));
         }
         let zdu = raw.zdu.map(|z| zdu_config(&cx, z)).transpose()?;
+        let pause = cx.pause(raw.pause, "")?;
+        let notify = match raw.notify {
+            None => None,
+            Some(u) => {
+                let at = u.span().start;
+                let u = u.into_inner();
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    // The URL is a secret: not repeated.
+                    return Err(cx.err(at, "notify is not an http:// or https:// URL"));
+                }
+                Some(u)
+            }
+        };
         let rebalance = match raw.rebalance {
             None => None,
             Some(r) => rebalance_options(&cx, r)?,
@@ -183,6 +226,9 @@ impl Plan {
         let mut groups = Vec::new();
         let mut lines = Lines::default();
         let mut seen_nodes: BTreeMap<String, String> = BTreeMap::new();
+        // Nodes a `hold` group keeps out of rotation, not yet revisited:
+        // node → (group, where the group is written).
+        let mut held: BTreeMap<String, (String, usize)> = BTreeMap::new();
         for g in raw.group {
             let at = g.span().start;
             let g = g.into_inner();
@@ -203,17 +249,31 @@ impl Plan {
             if raw_nodes.is_empty() {
                 return Err(cx.err(nodes_at, format!("group {name}: nodes is empty")));
             }
-            let mut nodes = Vec::new();
+            let mut nodes: Vec<String> = Vec::new();
             let mut node_lines = Vec::new();
             for n in raw_nodes {
                 let n_at = n.span().start;
                 let n = n.into_inner();
-                if let Some(other) = seen_nodes.insert(n.clone(), name.clone()) {
-                    return Err(cx.err(
-                        n_at,
-                        format!("group {name}: node {n:?} is already in group {other}; a node is upgraded once"),
-                    ));
+                if nodes.contains(&n) {
+                    return Err(cx.err(n_at, format!("group {name}: node {n:?} is listed twice")));
                 }
+                match seen_nodes.get(&n) {
+                    Some(other) if !g.revisit => {
+                        return Err(cx.err(
+                            n_at,
+                            format!("group {name}: node {n:?} is already in group {other}; a node is upgraded once (a group that comes back to it says revisit = true)"),
+                        ));
+                    }
+                    None if g.revisit => {
+                        return Err(cx.err(
+                            n_at,
+                            format!("group {name}: revisit = true, but node {n:?} is in no earlier group"),
+                        ));
+                    }
+                    _ => {}
+                }
+                seen_nodes.insert(n.clone(), name.clone());
+                held.remove(&n);
                 nodes.push(n);
                 node_lines.push(cx.line(n_at));
             }
@@ -263,10 +323,23 @@ impl Plan {
             let first_node = hook(g.hooks.first_node, "first_node", true)?;
             let after = hook(g.hooks.after, "after", true)?;
             let after_group = hook(g.hooks.after_group, "after_group", false)?;
+            let on_failure = hook(g.hooks.on_failure, "on_failure", true)?;
+            let group_pause = cx.pause(g.pause, &format!("group {name}: "))?;
             let gate = g
                 .gate
                 .map(|gt| gate(&cx, &name, gt, zdu.is_some()))
                 .transpose()?;
+            if g.hold {
+                if !g.balanced {
+                    return Err(cx.err(
+                        at,
+                        format!("group {name}: hold = true keeps nodes out of rotation, but balanced = false nodes are never in it"),
+                    ));
+                }
+                for n in &nodes {
+                    held.insert(n.clone(), (name.clone(), at));
+                }
+            }
             lines.groups.push(cx.line(at));
             lines.nodes.push(node_lines);
             groups.push(Group {
@@ -274,12 +347,42 @@ impl Plan {
                 nodes,
                 batch,
                 balanced: g.balanced,
+                hold: g.hold,
+                revisit: g.revisit,
                 before,
                 upgrade,
                 first_node,
                 after,
                 after_group,
+                on_failure,
                 gate,
+                pause: group_pause,
+            });
+        }
+        if let Some((n, (g, at))) = held.into_iter().next() {
+            return Err(cx.err(
+                at,
+                format!("group {g}: hold = true, but node {n:?} is in no later group with revisit = true; it would stay out of rotation"),
+            ));
+        }
+        let mut preflight = Vec::new();
+        for p in raw.preflight {
+            let p_at = p.span().start;
+            let command = p.into_inner();
+            if command.trim().is_empty() {
+                return Err(cx.err(p_at, "preflight: a command is empty"));
+            }
+            for v in ["{node}", "{address}", "{group}"] {
+                if command.contains(v) {
+                    return Err(cx.err(
+                        p_at,
+                        format!("preflight runs once for the plan, so it cannot use {v}"),
+                    ));
+                }
+            }
+            preflight.push(Hook {
+                command,
+                timeout: hook_default,
             });
         }
         let finally = match raw.finally {
@@ -306,9 +409,12 @@ impl Plan {
         };
         Ok(Plan {
             path: None,
+            preflight,
             groups,
             finally,
             zdu,
+            pause,
+            notify,
             rebalance,
             origin: origin.into(),
             lines,
@@ -330,6 +436,9 @@ fn gate(cx: &Ctx<'_>, group: &str, g: Spanned<RawGate>, have_zdu: bool) -> Resul
     if g.command.is_some() {
         kinds.push("command");
     }
+    if g.prometheus.is_some() {
+        kinds.push("prometheus");
+    }
     match g.zdu {
         Some(true) => kinds.push("zdu"),
         Some(false) => {
@@ -341,7 +450,7 @@ fn gate(cx: &Ctx<'_>, group: &str, g: Spanned<RawGate>, have_zdu: bool) -> Resul
     }
     if kinds.len() != 1 {
         return Err(bad(format!(
-            "give exactly one of http, tcp, command or zdu (found {})",
+            "give exactly one of http, tcp, command, zdu or prometheus (found {})",
             if kinds.is_empty() {
                 "none".into()
             } else {
@@ -352,10 +461,18 @@ fn gate(cx: &Ctx<'_>, group: &str, g: Spanned<RawGate>, have_zdu: bool) -> Resul
     if kinds[0] != "http" && (g.expect_status.is_some() || g.body.is_some()) {
         return Err(bad("expect_status and body go with an http gate".into()));
     }
+    if kinds[0] != "prometheus" && (g.query.is_some() || g.below.is_some() || g.above.is_some()) {
+        return Err(bad(
+            "query, below and above go with a prometheus gate".into()
+        ));
+    }
     let timeout = g.timeout.unwrap_or(DEFAULT_GATE_TIMEOUT);
     let interval = g.interval.unwrap_or(DEFAULT_GATE_INTERVAL);
     if timeout.is_zero() || interval.is_zero() {
         return Err(bad("timeout and interval must be more than 0".into()));
+    }
+    if g.healthy_for.is_some_and(|d| d.is_zero()) {
+        return Err(bad("healthy_for must be more than 0".into()));
     }
     let check = if let Some(url) = g.http {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -379,6 +496,31 @@ fn gate(cx: &Ctx<'_>, group: &str, g: Spanned<RawGate>, have_zdu: bool) -> Resul
             return Err(bad("tcp is empty".into()));
         }
         GateCheck::Tcp { address }
+    } else if let Some(url) = g.prometheus {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(bad(format!(
+                "prometheus = {url:?} is not an http:// or https:// URL"
+            )));
+        }
+        let query = match g.query {
+            Some(q) if !q.trim().is_empty() => q,
+            _ => return Err(bad("a prometheus gate needs a query".into())),
+        };
+        let condition = match (g.below, g.above) {
+            (Some(x), None) if x.is_finite() => Condition::Below(Bound(x)),
+            (None, Some(x)) if x.is_finite() => Condition::Above(Bound(x)),
+            (None, None) | (Some(_), Some(_)) => {
+                return Err(bad(
+                    "a prometheus gate needs one of below or above (the value every sample must be under, or over)".into(),
+                ));
+            }
+            _ => return Err(bad("below and above must be finite numbers".into())),
+        };
+        GateCheck::Prometheus {
+            url: url.trim_end_matches('/').to_string(),
+            query,
+            condition,
+        }
     } else if let Some(command) = g.command {
         if command.trim().is_empty() {
             return Err(bad("command is empty".into()));
@@ -394,6 +536,7 @@ fn gate(cx: &Ctx<'_>, group: &str, g: Spanned<RawGate>, have_zdu: bool) -> Resul
         check,
         timeout,
         interval,
+        healthy_for: g.healthy_for,
     })
 }
 

@@ -60,6 +60,7 @@ fn parses_groups_hooks_gates_and_defaults() {
             },
             timeout: Duration::from_secs(60),
             interval: Duration::from_secs(1),
+            healthy_for: None,
         })
     );
     let rails = &p.groups[1];
@@ -145,7 +146,7 @@ fn semantic_errors_name_the_line() {
         (
             "expect_status = 200",
             "expect_status = 200\ntcp = \"x:1\"",
-            "exactly one of http, tcp, command or zdu (found http, tcp)",
+            "exactly one of http, tcp, command, zdu or prometheus (found http, tcp)",
         ),
         (
             "after_group = \"echo {group} done\"",
@@ -353,4 +354,163 @@ fn shell_safety() {
     ] {
         assert!(!shell_safe(s), "{s}");
     }
+}
+
+#[test]
+fn preflight_hold_revisit_on_failure_and_healthy_for_parse() {
+    let text = format!(
+        "preflight = [\"test -e /ok\", \"true\"]\n{}\n[[group]]\nname = \"post\"\nnodes = [\"rails1\", \"rails2\", \"rails3\"]\nrevisit = true\n",
+        GITLAB
+            .replace("batch = 2\n", "batch = 2\nhold = true\n")
+            .replace(
+                "timeout = \"30m\"",
+                "on_failure = \"ssh {node} sudo apt-get install -y gitlab-ee=1\"\ntimeout = \"30m\""
+            )
+            .replace(
+                "timeout = \"1m\"",
+                "timeout = \"1m\"\nhealthy_for = \"30s\""
+            )
+    );
+    let p = Plan::parse(&text, "p.toml").unwrap();
+    assert_eq!(
+        p.preflight
+            .iter()
+            .map(|h| h.command.as_str())
+            .collect::<Vec<_>>(),
+        ["test -e /ok", "true"]
+    );
+    assert_eq!(
+        p.preflight[0].timeout,
+        Duration::from_secs(600),
+        "hook_timeout"
+    );
+    assert!(p.groups[1].hold && !p.groups[1].revisit);
+    assert!(p.groups[2].revisit && !p.groups[2].hold);
+    assert_eq!(
+        p.groups[1].on_failure.as_ref().unwrap().command,
+        "ssh {node} sudo apt-get install -y gitlab-ee=1"
+    );
+    assert_eq!(
+        p.groups[0].gate.as_ref().unwrap().healthy_for,
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(p.nodes().count(), 8, "the rails nodes twice");
+}
+
+#[test]
+fn preflight_hold_and_revisit_errors_name_the_line() {
+    let post = "\n[[group]]\nname = \"post\"\nnodes = [\"rails1\"]\nrevisit = true\n";
+    let cases: &[(String, &str)] = &[
+        (
+            format!("preflight = [\"ssh {{node}} true\"]\n{GITLAB}"),
+            "p.toml: line 1: preflight runs once for the plan, so it cannot use {node}",
+        ),
+        (
+            format!("preflight = [\" \"]\n{GITLAB}"),
+            "p.toml: line 1: preflight: a command is empty",
+        ),
+        (
+            GITLAB.replace("batch = 2\n", "batch = 2\nhold = true\n"),
+            "p.toml: line 18: group rails: hold = true, but node \"rails1\" is in no later group with revisit = true",
+        ),
+        (
+            GITLAB.replace("balanced = false\n", "balanced = false\nhold = true\n"),
+            "group postgres: hold = true keeps nodes out of rotation, but balanced = false",
+        ),
+        (
+            format!("{GITLAB}{}", post.replace("rails1", "rails9")),
+            "group post: revisit = true, but node \"rails9\" is in no earlier group",
+        ),
+        (
+            format!("{GITLAB}{}", post.replace("revisit = true\n", "")),
+            "group post: node \"rails1\" is already in group rails; a node is upgraded once (a group that comes back to it says revisit = true)",
+        ),
+        (
+            GITLAB.replace("[\"pg1\", \"pg2\"]", "[\"pg1\", \"pg1\"]"),
+            "p.toml: line 7: group postgres: node \"pg1\" is listed twice",
+        ),
+        (
+            GITLAB.replace("timeout = \"1m\"", "timeout = \"1m\"\nhealthy_for = \"0s\""),
+            "group postgres: gate: healthy_for must be more than 0",
+        ),
+        (
+            GITLAB.replace("timeout = \"30m\"", "on_failure = \"\"\ntimeout = \"30m\""),
+            "group rails: hooks.on_failure is empty",
+        ),
+        (
+            format!("pause = \"after_node\"\n{GITLAB}"),
+            "p.toml: line 1: pause = \"after_node\": after_first_node or after_group",
+        ),
+        (
+            GITLAB.replace("batch = 2\n", "batch = 2\npause = \"later\"\n"),
+            "group rails: pause = \"later\": after_first_node or after_group",
+        ),
+        (
+            format!("notify = \"ftp://hooks.example/T0/s3cr3t\"\n{GITLAB}"),
+            "p.toml: line 1: notify is not an http:// or https:// URL",
+        ),
+        (
+            GITLAB.replace(
+                "tcp = \"{address}\"",
+                "prometheus = \"http://p:9090\"\nquery = \"up\"",
+            ),
+            "group postgres: gate: a prometheus gate needs one of below or above",
+        ),
+        (
+            GITLAB.replace(
+                "tcp = \"{address}\"",
+                "prometheus = \"http://p:9090\"\nbelow = 1.0",
+            ),
+            "group postgres: gate: a prometheus gate needs a query",
+        ),
+        (
+            GITLAB.replace("tcp = \"{address}\"", "tcp = \"{address}\"\nbelow = 1.0"),
+            "group postgres: gate: query, below and above go with a prometheus gate",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = Plan::parse(text, "p.toml").unwrap_err().to_string();
+        assert!(e.contains(want), "{want}\n{e}");
+        assert!(!e.contains("s3cr3t"), "the notify URL is a secret: {e}");
+    }
+    let p = Plan::parse(
+        &format!(
+            "pause = \"after_group\"\nnotify = \"https://hooks.example/T0/s3cr3t\"\n{}",
+            GITLAB.replace(
+                "tcp = \"{address}\"",
+                "prometheus = \"http://p:9090/\"\nquery = 'up{instance=\"{address}\"}'\nabove = 0.5"
+            )
+        ),
+        "p.toml",
+    )
+    .unwrap();
+    assert_eq!(p.pause, Some(Pause::AfterGroup));
+    assert_eq!(p.notify.as_deref(), Some("https://hooks.example/T0/s3cr3t"));
+    assert_eq!(
+        p.groups[0].gate.as_ref().unwrap().check,
+        GateCheck::Prometheus {
+            url: "http://p:9090".into(),
+            query: "up{instance=\"{address}\"}".into(),
+            condition: Condition::Above(Bound(0.5)),
+        }
+    );
+}
+
+#[test]
+fn the_readme_plan_parses() {
+    let readme = include_str!("../../../README.md");
+    let at = readme
+        .find("### The plan\n\n```toml\n")
+        .expect("the README's plan")
+        + 22;
+    let block = &readme[at..at + readme[at..].find("```").unwrap()];
+    let p = Plan::parse(block, "README.md").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.preflight.len(), 1);
+    assert_eq!(p.pause, Some(Pause::AfterFirstNode));
+    let g = &p.groups[0];
+    assert!(g.on_failure.is_some());
+    assert_eq!(
+        g.gate.as_ref().unwrap().healthy_for,
+        Some(Duration::from_secs(30))
+    );
 }

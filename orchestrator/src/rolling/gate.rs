@@ -11,13 +11,13 @@ use tokio::sync::watch;
 use super::hooks::{self, HookLog, Vars};
 use super::zdu::{NodeState, Zdu};
 use crate::error::{Error, Result};
-use crate::plan::{Gate, GateCheck};
+use crate::plan::{Condition, Gate, GateCheck};
 use crate::wait::{WaitError, WaitOptions, await_condition};
 
 /// What a gate found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GateReport {
-    /// `http`, `tcp`, `command` or `zdu`.
+    /// `http`, `tcp`, `command`, `zdu` or `prometheus`.
     pub kind: String,
     /// What it checked (the URL, address, command or ZDU node id).
     pub target: String,
@@ -28,6 +28,10 @@ pub struct GateReport {
     /// What the last look found (`status 200`, `connection refused`,
     /// `STARTING`, `exit 1`…).
     pub last: String,
+    /// `healthy_for`: how long it had to keep passing once it passed
+    /// (ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthy_for_ms: Option<u64>,
 }
 
 /// One look.
@@ -35,6 +39,14 @@ pub struct GateReport {
 struct Look {
     passed: bool,
     detail: String,
+}
+
+/// A look taken during a run of passing looks: whether the gate has kept
+/// passing for `healthy_for` yet.
+#[derive(Debug, Clone)]
+struct Soaked {
+    look: Look,
+    done: bool,
 }
 
 pub(crate) struct Ctx<'a> {
@@ -108,6 +120,103 @@ async fn look_tcp(address: &str, per_try: Duration) -> Look {
     }
 }
 
+/// A Prometheus instant query: passes when it returns at least one sample
+/// and every sample meets `cond` (`no data` is "not yet").
+async fn look_prometheus(
+    client: &reqwest::Client,
+    base: &str,
+    query: &str,
+    cond: Condition,
+    per_try: Duration,
+) -> Look {
+    let not = |detail: String| Look {
+        passed: false,
+        detail,
+    };
+    let url =
+        match reqwest::Url::parse_with_params(&format!("{base}/api/v1/query"), &[("query", query)])
+        {
+            Ok(u) => u,
+            Err(e) => return not(format!("bad URL {base}: {e}")),
+        };
+    let resp = match client.get(url).timeout(per_try).send().await {
+        Ok(r) => r,
+        Err(e) => return not(describe_reqwest(&e)),
+    };
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = match resp.json().await {
+        Ok(v) => v,
+        Err(e) => return not(format!("status {status}, not JSON: {e}")),
+    };
+    if body["status"] != "success" {
+        return not(format!(
+            "status {status}: {} {}",
+            body["errorType"].as_str().unwrap_or(""),
+            body["error"].as_str().unwrap_or("")
+        ));
+    }
+    // `vector`: [{metric, value: [t, "v"]}]; `scalar`: [t, "v"].
+    let data = &body["data"];
+    let samples: Vec<(String, f64)> = match data["resultType"].as_str() {
+        Some("vector") => data["result"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| {
+                        let labels = r["metric"]
+                            .as_object()
+                            .map(|m| {
+                                m.iter()
+                                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            })
+                            .unwrap_or_default();
+                        (labels, sample_value(&r["value"]))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        Some("scalar") => vec![(String::new(), sample_value(&data["result"]))],
+        other => {
+            return not(format!(
+                "result type {} (a gate reads a vector or a scalar)",
+                other.unwrap_or("none")
+            ));
+        }
+    };
+    if samples.is_empty() {
+        return not("no data".into());
+    }
+    let bad: Vec<String> = samples
+        .iter()
+        .filter(|(_, v)| !cond.holds(*v))
+        .map(|(l, v)| {
+            if l.is_empty() {
+                format!("{v}")
+            } else {
+                format!("{{{l}}} {v}")
+            }
+        })
+        .collect();
+    if bad.is_empty() {
+        let values: Vec<String> = samples.iter().map(|(_, v)| v.to_string()).collect();
+        Look {
+            passed: true,
+            detail: format!("{} {cond}", values.join(", ")),
+        }
+    } else {
+        not(format!("{} not {cond}", bad.join(", ")))
+    }
+}
+
+/// A sample's `[time, "value"]` as a number (NaN when it is none).
+fn sample_value(v: &serde_json::Value) -> f64 {
+    v[1].as_str()
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(f64::NAN)
+}
+
 /// Checks `gate` for the node `vars` describes, until it passes, its time
 /// runs out, or `stop` turns true.
 ///
@@ -127,14 +236,18 @@ pub(crate) async fn check(
             cx.zdu
                 .map_or(String::new(), |z| vars.substitute(z.node_id_template())),
         ),
+        GateCheck::Prometheus { query, .. } => ("prometheus", vars.substitute(query)),
     };
     let per_try = gate.timeout.min(Duration::from_secs(10));
     let mut attempts = 0u32;
     let mut last = String::from("not checked");
+    // The soak comes on top of the time to pass.
     let opts = WaitOptions {
-        timeout: gate.timeout,
+        timeout: gate.timeout + gate.healthy_for.unwrap_or_default(),
         poll: gate.interval,
     };
+    let since = std::cell::Cell::new(None);
+    let since = &since;
     let stop_src = stop.clone();
     let waited = {
         let fetch = || {
@@ -151,6 +264,9 @@ pub(crate) async fn check(
                         look_http(cx.http, &target, *expect_status, body.as_deref(), per_try).await
                     }
                     GateCheck::Tcp { .. } => look_tcp(&target, per_try).await,
+                    GateCheck::Prometheus { url, condition, .. } => {
+                        look_prometheus(cx.http, url, &target, *condition, per_try).await
+                    }
                     GateCheck::Command { command } => {
                         let mut v = vars.clone();
                         v.step = "gate".into();
@@ -184,16 +300,34 @@ pub(crate) async fn check(
                         }
                     }
                 };
-                Ok::<Look, Error>(look)
+                // Soak: once passing, a failing look fails the gate.
+                let now = tokio::time::Instant::now();
+                let done = match (look.passed, since.get()) {
+                    (true, None) => {
+                        since.set(Some(now));
+                        gate.healthy_for.is_none_or(|d| d.is_zero())
+                    }
+                    (true, Some(t)) => gate.healthy_for.is_none_or(|d| now - t >= d),
+                    (false, Some(t)) => {
+                        return Err(Error::Failed(format!(
+                            "the {kind} gate on {target} passed, then failed {} into its healthy_for of {}: {}",
+                            crate::duration::format_duration(now - t),
+                            crate::duration::format_duration(gate.healthy_for.unwrap_or_default()),
+                            look.detail
+                        )));
+                    }
+                    (false, None) => false,
+                };
+                Ok::<Soaked, Error>(Soaked { look, done })
             }
         };
         let wait = await_condition(
             opts,
             fetch,
-            |l: &Look| l.passed,
+            |l: &Soaked| l.done,
             |_| false,
-            |l: &Look| {
-                last = l.detail.clone();
+            |l: &Soaked| {
+                last = l.look.detail.clone();
             },
         );
         tokio::select! {
@@ -207,6 +341,7 @@ pub(crate) async fn check(
         passed: false,
         attempts,
         last,
+        healthy_for_ms: gate.healthy_for.map(|d| d.as_millis() as u64),
     };
     let err = match waited {
         Some(Ok(_)) => {
@@ -247,6 +382,14 @@ pub(crate) fn planned(gate: &Gate, vars: &Vars, zdu_node_id: Option<&str>) -> Ga
         GateCheck::Tcp { address } => ("tcp", vars.substitute(address)),
         GateCheck::Command { command } => ("command", vars.substitute(command)),
         GateCheck::Zdu => ("zdu", vars.substitute(zdu_node_id.unwrap_or("{node}"))),
+        GateCheck::Prometheus {
+            url,
+            query,
+            condition,
+        } => (
+            "prometheus",
+            format!("{url}: {} {condition}", vars.substitute(query)),
+        ),
     };
     GateReport {
         kind: kind.into(),
@@ -254,6 +397,7 @@ pub(crate) fn planned(gate: &Gate, vars: &Vars, zdu_node_id: Option<&str>) -> Ga
         passed: false,
         attempts: 0,
         last: String::new(),
+        healthy_for_ms: gate.healthy_for.map(|d| d.as_millis() as u64),
     }
 }
 

@@ -51,6 +51,8 @@ pub(super) struct History {
     pub upgrade_began: bool,
     /// Steps done (ok) by the resumed chain.
     done: BTreeSet<Key>,
+    /// Nodes some step of the resumed chain began on: (group, node).
+    touched: BTreeSet<(String, String)>,
 }
 
 impl History {
@@ -103,6 +105,9 @@ impl History {
                     if *st == Status::Ok {
                         hist.done.insert((g.clone(), n.clone(), *s));
                     }
+                    if let (Some(g), Some(n)) = (g, n) {
+                        hist.touched.insert((g.clone(), n.clone()));
+                    }
                     if matches!(s, Step::Upgrade | Step::FirstNode) && n.is_some() {
                         hist.upgrade_began = true;
                     }
@@ -137,6 +142,18 @@ impl History {
     /// Whether the resumed chain finished node `n` of group `g`.
     pub fn node_done(&self, g: &str, n: &str) -> bool {
         self.done(g, n, Step::Node)
+    }
+
+    /// Whether a run of the resumed chain left node `n` of group `g` out
+    /// (`--skip`).
+    pub fn node_skipped(&self, g: &str, n: &str) -> bool {
+        self.done(g, n, Step::Skip)
+    }
+
+    /// Whether some step of the resumed chain began on node `n` of group
+    /// `g` (and the node is not finished).
+    pub fn node_touched(&self, g: &str, n: &str) -> bool {
+        self.touched.contains(&(g.to_string(), n.to_string())) && !self.node_done(g, n)
     }
 }
 
@@ -329,7 +346,9 @@ impl<'j> RunLog<'j> {
         };
         let status = match result {
             RunResult::Ok => EndStatus::Ok,
-            RunResult::Interrupted => EndStatus::Interrupted,
+            // A pause stops the run on purpose, to be resumed: the journal
+            // has no word of its own for it (the `pause` step says why).
+            RunResult::Interrupted | RunResult::Paused => EndStatus::Interrupted,
             _ => EndStatus::Failed,
         };
         run.end(status).await

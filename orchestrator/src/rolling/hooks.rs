@@ -22,6 +22,22 @@ use crate::error::{Error, Result};
 
 /// How many lines of a failed hook's output the failure shows.
 pub(crate) const TAIL_LINES: usize = 20;
+/// How many characters of one output line the failure shows (a screen of
+/// 80 × 25); the hook log keeps the whole line.
+pub(crate) const TAIL_LINE_CHARS: usize = 2000;
+
+/// `line` as the failure's tail shows it: cut after [`TAIL_LINE_CHARS`]
+/// characters, saying how much was left out.
+fn tail_line(line: String) -> String {
+    match line.char_indices().nth(TAIL_LINE_CHARS) {
+        None => line,
+        Some((at, _)) => format!(
+            "{}… ({} more bytes; the whole line is in the hook log)",
+            &line[..at],
+            line.len() - at
+        ),
+    }
+}
 /// How long a killed hook gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 
@@ -134,7 +150,7 @@ fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(
             if t.len() == TAIL_LINES {
                 t.pop_front();
             }
-            t.push_back(l);
+            t.push_back(tail_line(l));
         }
     })
 }
@@ -308,6 +324,48 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("exit 3 after"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn one_huge_output_line_is_cut_in_the_tail_and_whole_in_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hooks.log");
+        let log = Arc::new(HookLog::open(&path).unwrap());
+        let (_tx, mut rx) = watch::channel(false);
+        // One 10 MB line, then a short one.
+        let o = run(
+            "head -c 10000000 /dev/zero | tr '\\0' x; echo; echo done; exit 1",
+            &vars(),
+            Duration::from_secs(30),
+            dir.path(),
+            &log,
+            &mut rx,
+        )
+        .await
+        .unwrap();
+        assert_eq!(o.exit_code, Some(1));
+        assert_eq!(
+            o.tail.len(),
+            2,
+            "{:?}",
+            o.tail.iter().map(String::len).collect::<Vec<_>>()
+        );
+        assert!(
+            o.tail[0].len() < 2 * TAIL_LINE_CHARS + 100,
+            "cut to a screen: {} bytes",
+            o.tail[0].len()
+        );
+        assert!(
+            o.tail[0].ends_with("… (9998000 more bytes; the whole line is in the hook log)"),
+            "{}",
+            &o.tail[0][o.tail[0].len().saturating_sub(120)..]
+        );
+        assert_eq!(o.tail[1], "done");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains(&"x".repeat(10_000_000)),
+            "the log keeps it whole"
+        );
     }
 
     #[tokio::test]

@@ -35,6 +35,7 @@ mod exec;
 mod gate;
 mod history;
 mod hooks;
+mod notify;
 mod preflight;
 mod rebalance;
 mod report;
@@ -43,7 +44,9 @@ mod zdu;
 
 pub use error::RollingError;
 pub use gate::GateReport;
-pub use report::{Failure, NodeReport, RollingReport, RunResult, StepReport, StepResult, Timing};
+pub use report::{
+    Failure, NodeReport, Paused, RollingReport, RunResult, StepReport, StepResult, Timing,
+};
 pub use steps::Step;
 
 use self::history::History;
@@ -91,6 +94,10 @@ pub struct RollingOptions {
     /// The command a failure message tells the operator to run to
     /// continue (default `lbctl rolling --plan PLAN --resume`).
     pub resume_hint: Option<String>,
+    /// With `resume`: nodes (`NODE` or `GROUP/NODE`) a resumed run
+    /// stopped on, left out of the rest of the run as they are (out of
+    /// rotation), each named in a warning.
+    pub skip: Vec<String>,
 }
 
 /// Asks a running upgrade to stop: nothing new begins, the running hook is
@@ -171,13 +178,48 @@ impl<'a> Rolling<'a> {
     pub async fn run(&self) -> Result<RollingReport, RollingError> {
         let members = preflight::check(self.plan, self.fleet).await?;
         let hist = History::load(self.fleet.journal(), self.plan, &self.opts).await?;
-        let units = steps::steps(self.plan, self.fleet, &hist);
+        self.check_skip(&hist)?;
+        let units = steps::steps(self.plan, self.fleet, &hist, &self.opts.skip);
         if self.opts.dry_run {
             let mut rep = self.skeleton(&members, hist.resumes.clone(), None);
             steps::planned(&units, &mut rep);
             return Ok(rep);
         }
         exec::run(self, &units, hist, &members).await
+    }
+
+    /// `--skip` only with `--resume`, and only nodes the resumed runs
+    /// began and did not finish.
+    fn check_skip(&self, hist: &History) -> Result<(), crate::Error> {
+        if self.opts.skip.is_empty() {
+            return Ok(());
+        }
+        if !self.opts.resume {
+            return Err(crate::Error::Usage(
+                "--skip goes with --resume: it leaves out a node the last run stopped on".into(),
+            ));
+        }
+        for s in &self.opts.skip {
+            let named: Vec<(&str, &str)> = self
+                .plan
+                .nodes()
+                .filter(|(g, n)| steps::skip_named(std::slice::from_ref(s), &g.name, n))
+                .map(|(g, n)| (g.name.as_str(), n))
+                .collect();
+            if named.is_empty() {
+                return Err(crate::Error::Usage(format!(
+                    "--skip {s}: no such node in {}",
+                    self.plan.origin()
+                )));
+            }
+            if !named.iter().any(|(g, n)| hist.node_touched(g, n)) {
+                return Err(crate::Error::Usage(format!(
+                    "--skip {s}: the last run did not stop on it (it is finished, or was never \
+                     begun); --skip leaves out a node that failed"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The report before any step: every node of the plan `pending` (with
@@ -225,6 +267,7 @@ impl<'a> Rolling<'a> {
             timing: Timing::default(),
             rebalance: None,
             failure: None,
+            paused: None,
             warnings: Vec::new(),
         }
     }

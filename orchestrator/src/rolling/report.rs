@@ -40,6 +40,10 @@ pub enum RunResult {
     Skipped,
     /// `--dry-run`.
     Planned,
+    /// The run stopped at a pause point of the plan (exit 0).
+    Paused,
+    /// `--skip`: left out of the run as it was (out of rotation).
+    LeftOut,
 }
 
 /// One step in the report.
@@ -166,6 +170,20 @@ pub struct Failure {
     pub resume: String,
 }
 
+/// Where a run paused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Paused {
+    /// `after_first_node` or `after_group`.
+    pub pause: String,
+    /// The group it paused in (or after).
+    pub group: String,
+    /// The node it paused after (`after_first_node`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The command that continues the run.
+    pub resume: String,
+}
+
 /// `lbctl rolling`: what ran, step by step.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RollingReport {
@@ -204,15 +222,35 @@ pub struct RollingReport {
     /// Where and why it stopped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// Where it paused (a pause point of the plan).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Paused>,
     /// Things the operator should know.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
 
 impl RollingReport {
+    /// Where node `n` of group `g` is in [`nodes`](Self::nodes) (a node
+    /// a `revisit` group takes up again is there once per group).
+    pub(super) fn node_index(&self, g: &str, n: &str) -> Option<usize> {
+        self.nodes.iter().position(|x| x.node == n && x.group == g)
+    }
+
     /// One paragraph saying where the run stopped, the hook's output tail
     /// and how to continue (or that it finished).
     pub fn summary(&self) -> String {
+        if let Some(p) = &self.paused {
+            let at = match &p.node {
+                Some(n) => format!("{}/{n}", p.group),
+                None => format!("group {}", p.group),
+            };
+            return format!(
+                "rolling upgrade of {} paused after {at} (pause = {:?}): {}/{} nodes done; \
+                 continue with `{}`",
+                self.plan, p.pause, self.nodes_done, self.nodes_total, p.resume
+            );
+        }
         let Some(f) = &self.failure else {
             return format!(
                 "rolling upgrade of {} {}: {}/{} nodes",
@@ -237,9 +275,23 @@ impl RollingReport {
         };
         let mut s = format!("{place}{what} step {}: {}", f.step, f.message);
         if let Some(n) = &f.node {
-            let balanced = self.nodes.iter().any(|x| &x.node == n && x.balanced);
-            if balanced {
-                s.push_str(&format!("; {n} is left out of rotation"));
+            let node = f
+                .group
+                .as_deref()
+                .and_then(|g| self.node_index(g, n))
+                .map(|i| &self.nodes[i]);
+            // Back when its on_failure and gate passed and it was undrained.
+            let back = node.is_some_and(|x| {
+                x.steps
+                    .iter()
+                    .any(|s| s.step == Step::Undrain && s.result == StepResult::Ok)
+            });
+            if node.is_some_and(|x| x.balanced) {
+                s.push_str(&if back {
+                    format!("; {n} is back in rotation after its on_failure hook and gate passed")
+                } else {
+                    format!("; {n} is left out of rotation")
+                });
             }
         }
         if !f.output_tail.is_empty() {

@@ -5,10 +5,12 @@
 //! step marked when the run it resumes did it. `--dry-run` renders that
 //! list ([`planned`]), the executor (`exec/`) runs it.
 //!
-//! The order: `zdu_start` → for each group, its batches (for each node:
-//! `drain`, `before`, `upgrade` or `first_node`, `after`, `gate`,
-//! `undrain`), then `after_group` → `zdu_approve` → `rebalance` →
-//! `finally`. A batch's nodes are drained together and undrained
+//! The order: `preflight` (each check) → `zdu_start` → for each group,
+//! its batches (for each node: `drain`, `before`, `upgrade` or
+//! `first_node`, `after`, `gate`, `undrain` — none for a `hold` group,
+//! whose nodes a later `revisit` group takes up again), then
+//! `after_group` → `zdu_approve` → `rebalance` → `finally`. A node's
+//! `on_failure` runs only when one of its steps fails. A batch's nodes are drained together and undrained
 //! together; their steps in between run concurrently.
 //!
 //! **A new kind of step** is added here: a variant of [`Step`] (with its
@@ -30,7 +32,8 @@ use super::report::{NodeReport, RollingReport, RunResult, StepReport, StepResult
 use super::zdu;
 use crate::fleet::{Fleet, Node};
 use crate::plan::{
-    DEFAULT_GATE_INTERVAL, DEFAULT_GATE_TIMEOUT, Gate, GateCheck, Group, Hook, Plan, ZduConfig,
+    DEFAULT_GATE_INTERVAL, DEFAULT_GATE_TIMEOUT, Gate, GateCheck, Group, Hook, Pause, Plan,
+    ZduConfig,
 };
 use crate::rebalance::RebalanceOptions;
 
@@ -41,14 +44,19 @@ pub use crate::engine::journal::Step;
 /// it is still out) and so undrained again; Confluence's upgrade mode is
 /// looked at again (entered only if the cluster is `STABLE`).
 fn reruns(step: Step) -> bool {
-    matches!(step, Step::ZduStart | Step::Drain | Step::Undrain)
+    matches!(
+        step,
+        Step::Preflight | Step::ZduStart | Step::Drain | Step::Undrain
+    )
 }
 
 /// Runs one of the plan's hooks (its time counts as the hooks').
 pub(super) fn is_hook(step: Step) -> bool {
     matches!(
         step,
-        Step::Before
+        Step::Preflight
+            | Step::OnFailure
+            | Step::Before
             | Step::Upgrade
             | Step::FirstNode
             | Step::After
@@ -88,6 +96,8 @@ pub(super) enum Action<'p> {
     ZduApprove(&'p ZduConfig),
     /// [`Fleet::rebalance`] over every pool.
     Rebalance(&'p RebalanceOptions),
+    /// A pause point: the run stops here (exit 0) until `--resume`.
+    Pause(Pause),
 }
 
 /// One entry of the ordered list.
@@ -98,7 +108,7 @@ pub(super) enum Unit<'p> {
         /// The group, for a group's step.
         group: Option<&'p Group>,
         /// The step.
-        item: Item<'p>,
+        item: Box<Item<'p>>,
     },
     /// Nodes of one group out of rotation at once.
     Batch {
@@ -118,8 +128,14 @@ pub(super) struct NodeSteps<'p> {
     pub name: &'p str,
     /// The runs this one resumes finished it: skip it whole.
     pub done: bool,
+    /// `--skip` (now or in a run this one resumes): left out of the rest
+    /// of the run, as it is.
+    pub skip: bool,
     /// Its steps.
     pub steps: Vec<Item<'p>>,
+    /// The group's `on_failure` hook for this node: runs only when one
+    /// of its steps fails.
+    pub on_failure: Option<Item<'p>>,
 }
 
 /// The values hooks and gates see for step `step` of node `node` of group
@@ -147,6 +163,7 @@ fn gate_for(g: &Group, node: &Node) -> Option<Gate> {
             },
             timeout: DEFAULT_GATE_TIMEOUT,
             interval: DEFAULT_GATE_INTERVAL,
+            healthy_for: None,
         })
     })
 }
@@ -167,28 +184,52 @@ fn batches(g: &Group) -> Vec<Vec<usize>> {
 
 /// Every step of `plan` over `fleet`, in order, marked done where `hist`
 /// says the resumed runs did it.
-pub(super) fn steps<'p>(plan: &'p Plan, fleet: &Fleet, hist: &History) -> Vec<Unit<'p>> {
+///
+/// `skip`: nodes `--skip` leaves out (`group/node` or `node`, for every
+/// group the node is in); so are those a resumed run skipped.
+pub(super) fn steps<'p>(
+    plan: &'p Plan,
+    fleet: &Fleet,
+    hist: &History,
+    skip: &[String],
+) -> Vec<Unit<'p>> {
     let own = |group: Option<&'p Group>, step: Step, action: Action<'p>, command| Unit::Step {
         group,
-        item: Item {
+        item: Box::new(Item {
             step,
             action,
             command,
             done: !reruns(step) && hist.done(group.map_or("", |g| &g.name), "", step),
-        },
+        }),
     };
     let mut units = Vec::new();
+    for h in &plan.preflight {
+        let command = h.command.clone();
+        units.push(own(None, Step::Preflight, Action::Hook(h), Some(command)));
+    }
     if let Some(z) = &plan.zdu {
         units.push(own(None, Step::ZduStart, Action::ZduStart(z), None));
     }
     let mut first = 0;
-    for g in &plan.groups {
-        for batch in batches(g) {
-            let nodes = batch
+    for (gi, g) in plan.groups.iter().enumerate() {
+        for (bi, batch) in batches(g).into_iter().enumerate() {
+            let nodes: Vec<NodeSteps<'p>> = batch
                 .into_iter()
-                .map(|ni| node_steps(plan, fleet, hist, g, ni, first + ni))
+                .map(|ni| node_steps(plan, fleet, hist, g, ni, first + ni, skip))
                 .collect();
+            let after = format!("after {}/{}", g.name, nodes[0].name);
             units.push(Unit::Batch { group: g, nodes });
+            // The plan's first node (unless its group pauses there
+            // itself), or the group's own.
+            if bi == 0 && gi == 0 && plan.pause == Some(Pause::AfterFirstNode) && g.pause.is_none()
+            {
+                let p = Action::Pause(Pause::AfterFirstNode);
+                units.push(own(None, Step::Pause, p, Some(after.clone())));
+            }
+            if bi == 0 && g.pause == Some(Pause::AfterFirstNode) {
+                let p = Action::Pause(Pause::AfterFirstNode);
+                units.push(own(Some(g), Step::Pause, p, Some(after)));
+            }
         }
         first += g.nodes.len();
         if let Some(h) = &g.after_group {
@@ -199,6 +240,11 @@ pub(super) fn steps<'p>(plan: &'p Plan, fleet: &Fleet, hist: &History) -> Vec<Un
                 Action::Hook(h),
                 Some(command),
             ));
+        }
+        if g.pause.or(plan.pause) == Some(Pause::AfterGroup) {
+            let p = Action::Pause(Pause::AfterGroup);
+            let at = format!("after group {}", g.name);
+            units.push(own(Some(g), Step::Pause, p, Some(at)));
         }
     }
     if let Some(z) = &plan.zdu {
@@ -217,6 +263,10 @@ pub(super) fn steps<'p>(plan: &'p Plan, fleet: &Fleet, hist: &History) -> Vec<Un
         let command = h.command.clone();
         units.push(own(None, Step::Finally, Action::Hook(h), Some(command)));
     }
+    // Nothing to pause before.
+    while matches!(units.last(), Some(Unit::Step { item, .. }) if item.step == Step::Pause) {
+        units.pop();
+    }
     units
 }
 
@@ -228,14 +278,24 @@ fn node_steps<'p>(
     g: &'p Group,
     ni: usize,
     index: usize,
+    skip: &[String],
 ) -> NodeSteps<'p> {
     let n = g.nodes[ni].as_str();
     let node_done = hist.node_done(&g.name, n);
+    let skip = !node_done && (hist.node_skipped(&g.name, n) || skip_named(skip, &g.name, n));
     let mut steps = Vec::new();
     let mut push = |step: Step, action: Action<'p>| {
         let command = match &action {
             Action::Hook(h) => Some(vars(fleet, Some(g), Some(n), step).substitute(&h.command)),
-            Action::Gate(_, planned) => Some(format!("{} {}", planned.kind, planned.target)),
+            Action::Gate(gt, planned) => Some(format!(
+                "{} {}{}",
+                planned.kind,
+                planned.target,
+                gt.healthy_for.map_or(String::new(), |d| format!(
+                    ", then healthy for {}",
+                    crate::duration::format_duration(d)
+                ))
+            )),
             _ => None,
         };
         let done = node_done || (!reruns(step) && hist.done(&g.name, n, step));
@@ -269,15 +329,30 @@ fn node_steps<'p>(
         );
         push(Step::Gate, Action::Gate(gt, planned));
     }
-    if g.balanced {
+    // A held node stays out until a later group revisits it.
+    if g.balanced && !g.hold {
         push(Step::Undrain, Action::Undrain);
     }
+    let on_failure = g.on_failure.as_ref().map(|h| Item {
+        step: Step::OnFailure,
+        action: Action::Hook(h),
+        command: Some(vars(fleet, Some(g), Some(n), Step::OnFailure).substitute(&h.command)),
+        done: false,
+    });
     NodeSteps {
         index,
         name: n,
         done: node_done,
+        skip,
         steps,
+        on_failure,
     }
+}
+
+/// Whether `--skip` names node `n` of group `g` (`NODE` or `GROUP/NODE`).
+pub(super) fn skip_named(skip: &[String], g: &str, n: &str) -> bool {
+    skip.iter()
+        .any(|s| s == n || s.split_once('/') == Some((g, n)))
 }
 
 /// `--dry-run`: `units` written into the report `rep` (made for the plan,
@@ -299,8 +374,15 @@ pub(super) fn planned(units: &[Unit<'_>], rep: &mut RollingReport) {
                         .iter()
                         .map(|i| planned_step(i, &node.members))
                         .collect();
+                    if let Some(i) = &n.on_failure {
+                        let mut s = planned_step(i, &[]);
+                        s.message = Some("only if a step of this node fails".into());
+                        node.steps.push(s);
+                    }
                     node.result = if n.done {
                         RunResult::Skipped
+                    } else if n.skip {
+                        RunResult::LeftOut
                     } else {
                         RunResult::Planned
                     };
@@ -329,6 +411,12 @@ fn planned_step(item: &Item<'_>, members: &[String]) -> StepReport {
         Action::Gate(_, planned) => s.gate = Some(planned.clone()),
         Action::ZduStart(z) => s.command = Some(zdu::describe_start(z)),
         Action::ZduApprove(z) => s.command = Some(zdu::describe_approve(z)),
+        Action::Pause(p) => {
+            s.message = Some(format!(
+                "stop here (pause = {:?}); `--resume` goes on",
+                p.as_str()
+            ));
+        }
         Action::Hook(_) | Action::Rebalance(_) => {}
     }
     if item.done {

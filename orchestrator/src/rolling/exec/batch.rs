@@ -18,7 +18,18 @@ use crate::journal::now_rfc3339;
 use crate::plan::Group;
 use crate::rolling::history::Status;
 use crate::rolling::report::{RunResult, StepReport, StepResult};
-use crate::rolling::steps::{Action, NodeSteps, Step};
+use crate::rolling::steps::{Action, Item, NodeSteps, Step};
+
+/// How a node's steps between drain and undrain ended.
+enum Middle {
+    /// Every step passed.
+    Passed,
+    /// A step failed, then its `on_failure` hook and its gate passed: it
+    /// may return to rotation, but the run stops.
+    RolledBack,
+    /// A step failed (or the run was stopped): it stays out.
+    Failed,
+}
 
 impl Exec<'_> {
     /// One batch of a group: drain them together (guarded together), run
@@ -57,24 +68,37 @@ impl Exec<'_> {
         let passed: Vec<&str> = names
             .iter()
             .zip(&results)
-            .filter(|(_, r)| r.is_ok())
+            .filter(|(_, r)| matches!(r, Middle::Passed))
             .map(|(n, _)| *n)
             .collect();
-        let mut failed = results.iter().any(Result::is_err);
-        if g.balanced && !passed.is_empty() && !self.stopped() {
-            if self.undrain(g, &passed).await.is_err() {
+        // Back in rotation: those that passed, and those whose on_failure
+        // and gate passed after a failure (the run still stops).
+        let back: Vec<&str> = names
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| !matches!(r, Middle::Failed))
+            .map(|(n, _)| *n)
+            .collect();
+        let mut failed = results.iter().any(|r| !matches!(r, Middle::Passed));
+        let returns = g.balanced && !g.hold;
+        if returns && !back.is_empty() && !self.stopped() {
+            if self.undrain(g, &back).await.is_err() {
                 failed = true;
+            } else {
+                for n in &passed {
+                    self.node_finished(&g.name, n).await;
+                }
             }
-        } else if g.balanced && !passed.is_empty() {
+        } else if returns && !back.is_empty() {
             // Stopped: nothing new begins; they stay out of rotation.
-            for n in &passed {
+            for n in &back {
                 let _ = self
                     .fail_now(&g.name, n, Step::Undrain, None, Fail::interrupted())
                     .await;
             }
             failed = true;
         }
-        if !g.balanced {
+        if !returns {
             for n in &passed {
                 self.node_finished(&g.name, n).await;
             }
@@ -85,18 +109,23 @@ impl Exec<'_> {
     async fn node_finished(&self, g: &str, n: &str) {
         let _ = self.journal.node_done(g, n).await;
         let mut st = self.st();
-        if let Some(i) = st.report.nodes.iter().position(|x| x.node == n) {
+        if let Some(i) = st.report.node_index(g, n) {
             st.report.nodes[i].result = RunResult::Ok;
         }
         st.report.nodes_done += 1;
     }
 
-    /// One node's steps between the batch's drain and undrain.
-    async fn node_middle(&self, g: &Group, node: &NodeSteps<'_>) -> StepOutcome {
+    /// One node's steps between the batch's drain and undrain; after a
+    /// failure, its `on_failure` hook and the gate again.
+    async fn node_middle(&self, g: &Group, node: &NodeSteps<'_>) -> Middle {
         let n = node.name;
+        let mut gate = None;
         for item in &node.steps {
             if matches!(item.action, Action::Drain | Action::Undrain) {
                 continue;
+            }
+            if matches!(item.action, Action::Gate(..)) {
+                gate = Some(item);
             }
             if item.done {
                 // A skipped gate names no command in the report.
@@ -107,16 +136,78 @@ impl Exec<'_> {
                 self.skipped(&g.name, n, item.step, command);
                 continue;
             }
-            self.step(
+            let res = self
+                .step(
+                    &g.name,
+                    n,
+                    item.step,
+                    item.command.clone(),
+                    self.action(Some(g), Some(n), item),
+                )
+                .await;
+            if res.is_err() {
+                return self.on_failure(g, node, gate).await;
+            }
+        }
+        Middle::Passed
+    }
+
+    /// A step of `node` failed: runs its group's `on_failure` hook (not
+    /// after a stop), then the gate (the node's own, even when the
+    /// failure came before it). Both pass: the node may return to
+    /// rotation.
+    async fn on_failure(&self, g: &Group, node: &NodeSteps<'_>, gate: Option<&Item<'_>>) -> Middle {
+        let Some(item) = &node.on_failure else {
+            return Middle::Failed;
+        };
+        if self.stopped() {
+            return Middle::Failed;
+        }
+        let n = node.name;
+        let hook = self
+            .step(
                 &g.name,
                 n,
                 item.step,
                 item.command.clone(),
                 self.action(Some(g), Some(n), item),
             )
-            .await?;
+            .await;
+        if hook.is_err() {
+            return Middle::Failed;
         }
-        Ok(())
+        let gate = gate.or_else(|| {
+            node.steps
+                .iter()
+                .find(|i| matches!(i.action, Action::Gate(..)))
+        });
+        if let Some(gt) = gate {
+            let res = self
+                .step(
+                    &g.name,
+                    n,
+                    gt.step,
+                    gt.command.clone(),
+                    self.action(Some(g), Some(n), gt),
+                )
+                .await;
+            if res.is_err() {
+                return Middle::Failed;
+            }
+        }
+        let msg = format!(
+            "{}/{n}: on_failure passed{}; {n} returns to rotation as the hook left it",
+            g.name,
+            if gate.is_some() {
+                " and so did its gate"
+            } else {
+                ""
+            }
+        );
+        if g.balanced && !g.hold {
+            self.warn(&[msg]);
+        }
+        Middle::RolledBack
     }
 
     async fn drain(&self, g: &Group, names: &[&str]) -> StepOutcome {
@@ -188,14 +279,7 @@ impl Exec<'_> {
                 ..Done::default()
             }
         });
-        let ok = res.is_ok();
-        let out = self.each(g, names, Step::Undrain, started, took, res).await;
-        if ok {
-            for n in names {
-                self.node_finished(&g.name, n).await;
-            }
-        }
-        out
+        self.each(g, names, Step::Undrain, started, took, res).await
     }
 
     /// Records one drain/undrain outcome for every node it covered.

@@ -14,19 +14,20 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 mod batch;
+mod own;
 
 use super::error::RollingError;
 use super::gate;
-use super::history::{History, RunLog, Status, check_no_rebalance_left};
+use super::history::{History, RunLog, Status};
 use super::hooks::{self, HookLog};
-use super::report::{Failure, RollingReport, RunResult, StepReport, StepResult, Timing};
+use super::notify::Notifier;
+use super::report::{Failure, Paused, RollingReport, RunResult, StepReport, StepResult, Timing};
 use super::steps::{Action, Item, NodeSteps, Step, Unit, is_hook, vars};
 use super::zdu::{Halt, Zdu};
-use super::{ProgressEvent, Rolling, rebalance};
+use super::{ProgressEvent, Rolling};
 use crate::fleet::Fleet;
 use crate::journal::now_rfc3339;
 use crate::plan::{Gate, Group, Hook};
-use crate::rebalance::RebalanceOptions;
 
 /// Runs `units` for `r`: takes the rolling lock, checks Confluence,
 /// starts the journal run and the hook log, then every step.
@@ -75,12 +76,28 @@ pub(super) async fn run(
         hist.resumes.clone(),
         Some(log_path.display().to_string()),
     );
+    let http = gate::http_client()?;
+    let notify = r
+        .plan
+        .notify
+        .as_deref()
+        .map(|u| Notifier::start(u, http.clone()));
+    if let Some(n) = &notify {
+        n.send(serde_json::json!({
+            "event": "start",
+            "run": runlog.id(),
+            "plan": r.plan.origin(),
+            "resumes": hist.resumes,
+            "nodes_total": report.nodes_total,
+        }));
+    }
     let exec = Exec {
         r,
+        notify: Mutex::new(notify),
         journal: runlog,
         run_id,
         log,
-        http: gate::http_client()?,
+        http,
         zdu,
         cwd,
         started: Instant::now(),
@@ -171,6 +188,8 @@ impl From<Halt> for Fail {
 
 struct Exec<'r> {
     r: &'r Rolling<'r>,
+    /// `notify`: the webhook's queue (taken when the run ends).
+    notify: Mutex<Option<Notifier>>,
     journal: RunLog<'r>,
     run_id: String,
     log: Arc<HookLog>,
@@ -264,6 +283,7 @@ impl Exec<'_> {
             }
         };
         self.journal.step(g, n, s.step, status, detail).await?;
+        self.notify_step(g, n, &s);
         {
             let mut st = self.st();
             if let Err(f) = res
@@ -284,7 +304,7 @@ impl Exec<'_> {
                     s.group = Some(g.to_string());
                 }
                 st.report.steps.push(s.clone());
-            } else if let Some(i) = st.report.nodes.iter().position(|x| x.node == n) {
+            } else if let Some(i) = st.report.node_index(g, n) {
                 st.report.nodes[i].steps.push(s.clone());
                 if res.is_err() {
                     st.report.nodes[i].result = if s.result == StepResult::Interrupted {
@@ -377,7 +397,7 @@ impl Exec<'_> {
                 s.group = Some(g.to_string());
             }
             st.report.steps.push(s);
-        } else if let Some(i) = st.report.nodes.iter().position(|x| x.node == n) {
+        } else if let Some(i) = st.report.node_index(g, n) {
             st.report.nodes[i].steps.push(s);
         }
     }
@@ -387,12 +407,34 @@ impl Exec<'_> {
         if !ok {
             self.maybe_cancel_zdu().await;
         }
+        let paused = self.st().report.paused.is_some();
         let result = match (ok, self.st().report.failure.as_ref().map(|f| f.interrupted)) {
+            (true, _) if paused => RunResult::Paused,
             (true, _) => RunResult::Ok,
             (false, Some(true)) => RunResult::Interrupted,
             _ => RunResult::Failed,
         };
         self.journal.end(result).await?;
+        self.finish_report(result);
+        self.notify_end().await;
+        let report = self.st().report.clone();
+        if let Some(f) = &report.failure
+            && f.step == Step::Preflight
+            && !f.interrupted
+        {
+            return Err(RollingError::Setup(crate::Error::Guard(
+                own::preflight_refusal(f),
+            )));
+        }
+        if ok {
+            Ok(report)
+        } else {
+            Err(RollingError::Stopped(Box::new(report)))
+        }
+    }
+
+    /// The report's timing, run id, result and end.
+    fn finish_report(&self, result: RunResult) {
         let mut st = self.st();
         let elapsed = self.started.elapsed();
         let nodes = st.worked.len();
@@ -415,16 +457,21 @@ impl Exec<'_> {
         st.report.run = self.journal.id().map(str::to_string);
         st.report.result = result;
         st.report.ended = now_rfc3339();
-        let report = st.report.clone();
-        drop(st);
-        if ok {
-            Ok(report)
-        } else {
-            Err(RollingError::Stopped(Box::new(report)))
-        }
     }
 
     async fn all(&self, units: &[Unit<'_>]) -> StepOutcome {
+        // Every check before anything changes, even when one fails.
+        let mut refused = false;
+        for u in units {
+            if let Unit::Step { group, item } = u
+                && item.step == Step::Preflight
+            {
+                refused |= self.own_step(*group, item).await.is_err();
+            }
+        }
+        if refused {
+            return Err(Stopped);
+        }
         // Nodes finished by earlier runs.
         {
             let mut st = self.st();
@@ -440,9 +487,19 @@ impl Exec<'_> {
         }
         for u in units {
             match u {
-                Unit::Step { group, item } => self.own_step(*group, item).await?,
+                Unit::Step { item, .. } if item.step == Step::Preflight => {}
+                Unit::Step { group, item } => {
+                    self.own_step(*group, item).await?;
+                    if self.st().report.paused.is_some() {
+                        return Ok(());
+                    }
+                }
                 Unit::Batch { group, nodes } => {
-                    let todo: Vec<&NodeSteps<'_>> = nodes.iter().filter(|n| !n.done).collect();
+                    for n in nodes.iter().filter(|n| n.skip && !n.done) {
+                        self.left_out(&group.name, n).await?;
+                    }
+                    let todo: Vec<&NodeSteps<'_>> =
+                        nodes.iter().filter(|n| !n.done && !n.skip).collect();
                     if !todo.is_empty() {
                         self.batch(group, &todo).await?;
                     }
@@ -491,6 +548,36 @@ impl Exec<'_> {
                     .map_err(Fail::from)
             }
             Action::Rebalance(o) => self.rebalance(o).await,
+            Action::Pause(p) => {
+                let node = item
+                    .command
+                    .as_deref()
+                    .and_then(|c| c.strip_prefix("after "))
+                    .and_then(|c| c.split_once('/'))
+                    .map(|(_, n)| n.to_string());
+                let group = g.map_or_else(
+                    || {
+                        self.r
+                            .plan
+                            .groups
+                            .first()
+                            .map(|g| g.name.clone())
+                            .unwrap_or_default()
+                    },
+                    |g| g.name.clone(),
+                );
+                self.st().report.paused = Some(Paused {
+                    pause: p.as_str().into(),
+                    group,
+                    node,
+                    resume: self.r.resume_hint(),
+                });
+                Ok(Done::message(format!(
+                    "paused ({}); continue with `{}`",
+                    p.as_str(),
+                    self.r.resume_hint()
+                )))
+            }
             Action::Drain | Action::Undrain => {
                 unreachable!("a batch drains and undrains its nodes together")
             }
@@ -562,72 +649,5 @@ impl Exec<'_> {
                 done,
             }),
         }
-    }
-
-    /// The plan's `rebalance` step: once, every pool, after the last node
-    /// is back.
-    async fn rebalance(&self, opts: &RebalanceOptions) -> Result<Done, Fail> {
-        let fleet = self.fleet();
-        check_no_rebalance_left(fleet).await.map_err(Fail::new)?;
-        let t0 = Instant::now();
-        // A stop puts back what the rebalance changed before it returns.
-        let res = fleet.rebalance_until(opts, self.stop.clone()).await;
-        self.st().rebalance += t0.elapsed();
-        let report = match res {
-            Ok(r) if r.stopped => {
-                let mut f = Fail::interrupted();
-                f.message.push_str(
-                    " during the rebalance; every member it had changed is back in \
-                     rotation with its weight",
-                );
-                return Err(f);
-            }
-            Ok(r) => r,
-            Err(e) => {
-                return Err(Fail::new(format!(
-                    "{e}; `lbctl recover` puts back whatever the rebalance left changed"
-                )));
-            }
-        };
-        self.warn(&rebalance::warnings(&report));
-        let message = rebalance::summary(&report);
-        self.st().report.rebalance = Some(report);
-        Ok(Done::message(message))
-    }
-
-    /// A run abandoned before any node's upgrade began leaves upgrade mode
-    /// (never in MIXED).
-    async fn maybe_cancel_zdu(&self) {
-        let (began, started) = {
-            let st = self.st();
-            (st.upgrade_began, st.zdu_started)
-        };
-        let Some(z) = &self.zdu else { return };
-        if began || !started {
-            return;
-        }
-        let t0 = Instant::now();
-        let at = now_rfc3339();
-        let res = z.cancel_if_ready().await;
-        let mut s = StepReport::new(Step::ZduCancel, None, StepResult::Ok);
-        s.started = Some(at);
-        s.ended = Some(now_rfc3339());
-        s.ms = Some(t0.elapsed().as_millis() as u64);
-        let status = match res {
-            Ok(m) => {
-                s.message = Some(m);
-                Status::Ok
-            }
-            Err(m) => {
-                s.result = StepResult::Failed;
-                s.message = Some(m);
-                Status::Failed
-            }
-        };
-        let _ = self
-            .journal
-            .step("", "", Step::ZduCancel, status, s.message.clone())
-            .await;
-        self.st().report.steps.push(s);
     }
 }
