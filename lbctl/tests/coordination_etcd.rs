@@ -212,3 +212,36 @@ fn etcd_lost_while_a_drain_waits_stops_it_with_exit_1_and_what_stays_out() {
     assert_eq!(v["recovered"][0]["member"], "node2", "{v}");
     assert_eq!(admin_bits(&hap, "node2"), 0);
 }
+
+#[test]
+fn etcd_with_authentication_takes_the_user_and_password_and_refuses_a_wrong_one() {
+    let etcd = Etcd::start_with_auth("s3cret-pw");
+    let backends = Backend::start_many(3);
+    let hap = Haproxy::start(&Pools::new().pool("app", &backends));
+    let inv = inventory(&backends, &hap, &etcd.endpoint(), 1).replace(
+        "[coordination]\n",
+        "[coordination]\nusername = \"root\"\npassword_env = \"LBCTL_TEST_ETCD_PASSWORD\"\n",
+    );
+    let env = Env::new(&inv);
+    let mut wrong = env.cmd(&["drain", "node2", "--no-wait", "--output", "json"]);
+    let out = wrong
+        .env("LBCTL_TEST_ETCD_PASSWORD", "not-the-password")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &stderr(&out);
+    assert!(text.contains(&etcd.endpoint()), "names etcd: {text}");
+    assert!(
+        !text.contains("not-the-password"),
+        "the password is never shown: {text}"
+    );
+    assert_eq!(admin_bits(&hap, "node2"), 0, "nothing changed");
+
+    let mut right = env.cmd(&["drain", "node2", "--no-wait"]);
+    let out = right
+        .env("LBCTL_TEST_ETCD_PASSWORD", "s3cret-pw")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(admin_bits(&hap, "node2") & 0x08, 0x08);
+}

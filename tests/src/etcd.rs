@@ -78,6 +78,35 @@ impl Etcd {
         daemon
     }
 
+    /// Starts etcd with authentication on: user `root` (every permission)
+    /// with `password`, set up with etcdctl.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start), and when etcdctl (`apt-get install
+    /// etcd-client`) is missing or fails.
+    pub fn start_with_auth(password: &str) -> Etcd {
+        let e = Etcd::start();
+        let ctl = find_binary("etcdctl", "etcd-client");
+        let run = |args: &[&str]| {
+            let out = Command::new(&ctl)
+                .arg("--endpoints")
+                .arg(e.endpoint())
+                .args(args)
+                .env("ETCDCTL_API", "3")
+                .output()
+                .expect("run etcdctl");
+            assert!(
+                out.status.success(),
+                "lb-lab: etcdctl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&["user", "add", &format!("root:{password}")]);
+        run(&["auth", "enable"]);
+        e
+    }
+
     /// `http://127.0.0.1:PORT`, the endpoint clients use.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.client.addr())
