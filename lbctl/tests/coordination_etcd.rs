@@ -245,3 +245,31 @@ fn etcd_with_authentication_takes_the_user_and_password_and_refuses_a_wrong_one(
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(admin_bits(&hap, "node2") & 0x08, 0x08);
 }
+
+#[test]
+fn etcd_over_tls_is_trusted_through_ca_file_and_refused_without_it() {
+    let etcd = Etcd::start_tls();
+    assert!(etcd.endpoint().starts_with("https://"));
+    let backends = Backend::start_many(3);
+    let hap = Haproxy::start(&Pools::new().pool("app", &backends));
+    let inv = inventory(&backends, &hap, &etcd.endpoint(), 1);
+    let (code, v) = Env::new(&inv).json_code(&["drain", "node2", "--no-wait"]);
+    assert_eq!(code, 1, "an unknown CA is refused: {v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&etcd.endpoint()),
+        "{v}"
+    );
+    assert_eq!(admin_bits(&hap, "node2"), 0, "nothing changed");
+    let inv = inv.replace(
+        "[coordination]\n",
+        &format!(
+            "[coordination]\nca_file = \"{}\"\n",
+            etcd.ca_file().display()
+        ),
+    );
+    Env::new(&inv).ok(&["drain", "node2", "--no-wait"]);
+    assert_eq!(admin_bits(&hap, "node2") & 0x08, 0x08);
+}

@@ -6,6 +6,7 @@ use std::process::Command;
 use nix::sys::signal::Signal;
 
 use crate::daemon::{Daemon, find_binary, lab_dir};
+use crate::fake_arm::{SERVER_CERT_PEM, SERVER_KEY_PEM};
 use crate::http;
 use crate::ports::{PortLease, lease_port};
 
@@ -16,6 +17,7 @@ pub struct Etcd {
     dir: tempfile::TempDir,
     client: PortLease,
     peer: PortLease,
+    tls: bool,
 }
 
 impl Etcd {
@@ -33,15 +35,52 @@ impl Etcd {
             dir,
             client,
             peer,
+            tls: false,
         };
         e.daemon = Some(e.spawn());
         e
     }
 
+    /// Starts etcd serving clients over TLS (`https://127.0.0.1:PORT`),
+    /// with the lab's test certificate (its CA: [`Etcd::ca_file`]).
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_tls() -> Etcd {
+        let dir = lab_dir("etcd");
+        let (client, peer) = (lease_port(), lease_port());
+        for (name, pem) in [
+            ("server.pem", SERVER_CERT_PEM),
+            ("server-key.pem", SERVER_KEY_PEM),
+            ("ca.pem", crate::fake_arm::TEST_CA_PEM),
+        ] {
+            std::fs::write(dir.path().join(name), pem).expect("write a test certificate");
+        }
+        let mut e = Etcd {
+            daemon: None,
+            dir,
+            client,
+            peer,
+            tls: true,
+        };
+        e.daemon = Some(e.spawn());
+        e
+    }
+
+    /// The CA certificate (PEM file) of a TLS etcd's certificate.
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
     fn spawn(&self) -> Daemon {
         let bin = find_binary("etcd", "etcd-server");
         let d = self.dir.path();
-        let client = format!("http://{}", self.client.addr());
+        let client = format!(
+            "{}://{}",
+            if self.tls { "https" } else { "http" },
+            self.client.addr()
+        );
         let peer = format!("http://{}", self.peer.addr());
         let mut cmd = Command::new(bin);
         cmd.arg("--name")
@@ -63,6 +102,12 @@ impl Etcd {
             .current_dir(d)
             // Debian's etcd 3.4 refuses to start on some platforms without it.
             .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH);
+        if self.tls {
+            cmd.arg("--cert-file")
+                .arg(d.join("server.pem"))
+                .arg("--key-file")
+                .arg(d.join("server-key.pem"));
+        }
         let mut daemon = Daemon::spawn(
             "etcd",
             cmd,
@@ -70,11 +115,26 @@ impl Etcd {
             vec![self.client.port(), self.peer.port()],
         );
         let health = format!("{client}/health");
-        daemon.wait_ready(|| {
-            http::get(&health)
-                .map(|r| r.status == 200 && r.body.contains("true"))
-                .unwrap_or(false)
-        });
+        if self.tls {
+            let ctl = find_binary("etcdctl", "etcd-client");
+            daemon.wait_ready(|| {
+                Command::new(&ctl)
+                    .arg("--endpoints")
+                    .arg(&client)
+                    .arg("--cacert")
+                    .arg(d.join("ca.pem"))
+                    .args(["endpoint", "health"])
+                    .env("ETCDCTL_API", "3")
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            });
+        } else {
+            daemon.wait_ready(|| {
+                http::get(&health)
+                    .map(|r| r.status == 200 && r.body.contains("true"))
+                    .unwrap_or(false)
+            });
+        }
         daemon
     }
 
@@ -107,9 +167,14 @@ impl Etcd {
         e
     }
 
-    /// `http://127.0.0.1:PORT`, the endpoint clients use.
+    /// `http://127.0.0.1:PORT` (`https://` with TLS), the endpoint
+    /// clients use.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.client.addr())
+        format!(
+            "{}://{}",
+            if self.tls { "https" } else { "http" },
+            self.client.addr()
+        )
     }
 
     /// Kills etcd (SIGKILL to its process group): the endpoint stops

@@ -64,8 +64,8 @@ pub const EXAMPLE_BACKEND_HEALTH: &str =
 /// serves (for `127.0.0.1` and `localhost`). Test-only; never trust it
 /// anywhere else.
 pub const TEST_CA_PEM: &str = include_str!("../certs/ca.pem");
-const SERVER_CERT_PEM: &str = include_str!("../certs/server.pem");
-const SERVER_KEY_PEM: &str = include_str!("../certs/server-key.pem");
+pub(crate) const SERVER_CERT_PEM: &str = include_str!("../certs/server.pem");
+pub(crate) const SERVER_KEY_PEM: &str = include_str!("../certs/server-key.pem");
 
 /// What the next `PUT` of a gateway meets (queued with
 /// [`FakeArm::push_put_fault`], one fault per PUT, in order).
