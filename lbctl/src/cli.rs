@@ -24,10 +24,11 @@ use crate::{discover, man, watch};
 /// balancer at once (HAProxy, Apache httpd, NGINX, NGINX Plus, Azure
 /// Application Gateway).
 ///
-/// Exit codes: 0 done; 1 failed; 2 bad usage, bad configuration or unknown
-/// node; 3 timed out waiting; 4 refused by a safety guard or by another
-/// run's claim on a node (nothing changed); 5 partially applied, then
-/// rolled back.
+/// Exit codes: 0 done; 1 failed, or stopped by SIGINT or SIGTERM (nothing
+/// new begins, what is out of rotation stays out, the message says what to
+/// run next); 2 bad usage, bad configuration or unknown node; 3 timed out
+/// waiting; 4 refused by a safety guard or by another run's claim on a node
+/// (nothing changed); 5 partially applied, then rolled back.
 #[derive(Debug, Parser)]
 #[command(
     name = "lbctl",
@@ -447,13 +448,9 @@ async fn run(args: Args, out: Output) -> Result<u8, CliError> {
             dry_run: *dry_run,
             ..RebalanceOptions::default()
         };
-        let (tx, stop) = tokio::sync::watch::channel(false);
-        let signals = on_signal(
+        let (stop, signals) = stop_on_signal(
             out.quiet,
             "the member out of rotation is put back and lowered weights are restored",
-            move || {
-                let _ = tx.send(true);
-            },
         );
         let f = fleet(&args, &out)?;
         let res = f.rebalance_until(&opts, stop).await;
@@ -546,9 +543,14 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
                 force: *force,
                 dry_run: *dry_run,
             };
+            let (stop, signals) = stop_on_signal(
+                out.quiet,
+                "nothing new begins, the wait is abandoned, what is draining stays draining",
+            );
             let f = fleet(&args, &out)?;
-            let res = f.drain(nodes, &opts).await;
+            let res = f.drain_until(nodes, &opts, stop).await;
             f.close().await;
+            signals.abort();
             let report = res?;
             render::change(&out, &report);
             Ok(())
@@ -564,9 +566,14 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
                 no_wait: *no_wait,
                 dry_run: *dry_run,
             };
+            let (stop, signals) = stop_on_signal(
+                out.quiet,
+                "nothing new begins, the wait for health is abandoned",
+            );
             let f = fleet(&args, &out)?;
-            let res = f.undrain(nodes, &opts).await;
+            let res = f.undrain_until(nodes, &opts, stop).await;
             f.close().await;
+            signals.abort();
             let report = res?;
             render::change(&out, &report);
             Ok(())
@@ -618,9 +625,14 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
             Ok(())
         }
         Command::Recover { dry_run } => {
+            let (stop, signals) = stop_on_signal(
+                out.quiet,
+                "nothing more is put back; what was put back stays back",
+            );
             let f = fleet(&args, &out)?;
-            let res = f.recover(*dry_run).await;
+            let res = f.recover_until(*dry_run, stop).await;
             f.close().await;
+            signals.abort();
             let report = res?;
             render::recover(&out, &report);
             Ok(())
@@ -640,6 +652,22 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
     }
 }
 
+/// A stop signal that turns true on the first SIGINT or SIGTERM (see
+/// [`on_signal`]), and the handle to abort when the work is over.
+fn stop_on_signal(
+    quiet: bool,
+    what: &'static str,
+) -> (
+    tokio::sync::watch::Receiver<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, stop) = tokio::sync::watch::channel(false);
+    let signals = on_signal(quiet, what, move || {
+        let _ = tx.send(true);
+    });
+    (stop, signals)
+}
+
 /// On the first SIGINT or SIGTERM, says what stopping means and calls
 /// `stop`; abort the handle when the work is over.
 fn on_signal(
@@ -653,12 +681,12 @@ fn on_signal(
         else {
             return;
         };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        let name = tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        };
         if !quiet {
-            eprintln!("lbctl: stopping: {what}");
+            eprintln!("lbctl: stopping: {what} ({name})");
         }
         stop();
     })
