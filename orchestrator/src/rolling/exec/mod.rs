@@ -598,6 +598,7 @@ impl Exec<'_> {
             &hook.command,
             &vars,
             hook.timeout,
+            self.r.plan.hook_grace,
             &self.cwd,
             &self.log,
             &mut stop,
@@ -633,6 +634,7 @@ impl Exec<'_> {
             zdu: self.zdu.as_ref(),
             log: &self.log,
             cwd: &self.cwd,
+            grace: self.r.plan.hook_grace,
         };
         let mut stop = self.stop.clone();
         let (rep, err) = gate::check(gt, &vars, &cx, &mut stop).await;
