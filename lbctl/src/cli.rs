@@ -12,12 +12,13 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use orchestrator::{
     DrainOptions, Error, Fleet, HistoryFilter, Inventory, Plan, Progress, RebalanceOptions,
-    Rolling, RollingOptions, Strategy, UndrainOptions, parse_duration,
+    RecoverOptions, Rolling, RollingOptions, Strategy, UndrainOptions, parse_duration,
 };
 
 use crate::error::CliError;
 use crate::progress::{ProgressLine, RollingDisplay};
 use crate::render::{self, Output};
+use crate::signals::{on_signal, stop_on_signal};
 use crate::{discover, man, watch};
 
 /// Take nodes out of load-balancer rotation and put them back, on every
@@ -161,6 +162,11 @@ enum Command {
         /// in a warning. Repeatable
         #[arg(long, value_name = "NODE", requires = "resume")]
         skip: Vec<String>,
+        /// With --resume: kill (SIGKILL) a hook of the stopped run that
+        /// still runs although its lbctl was killed, instead of refusing
+        /// (exit 4)
+        #[arg(long, requires = "resume")]
+        kill_stale_hooks: bool,
         /// Print the whole ordered plan (every node, step and hook
         /// command); change nothing
         #[arg(long)]
@@ -211,6 +217,10 @@ enum Command {
         /// List what would be put back; change nothing
         #[arg(long)]
         dry_run: bool,
+        /// Kill (SIGKILL) a hook of an interrupted rolling run that still
+        /// runs although its lbctl was killed, instead of refusing (exit 4)
+        #[arg(long)]
+        kill_stale_hooks: bool,
     },
     /// List runs from the journal: when, who (user@host), command, reason,
     /// result and the members each changed
@@ -583,6 +593,7 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
             resume,
             restart,
             skip,
+            kill_stale_hooks,
             dry_run,
         } => {
             let plan = Plan::load(plan)?;
@@ -602,6 +613,7 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
                 hook_log: None,
                 resume_hint: Some(resume_hint()),
                 skip: skip.clone(),
+                kill_stale_hooks: *kill_stale_hooks,
             };
             let mut rolling = Rolling::new(&fleet, &plan).options(opts);
             if let Some(d) = &display {
@@ -624,13 +636,20 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
             render::rolling(&out, &report);
             Ok(())
         }
-        Command::Recover { dry_run } => {
+        Command::Recover {
+            dry_run,
+            kill_stale_hooks,
+        } => {
+            let opts = RecoverOptions {
+                dry_run: *dry_run,
+                kill_stale_hooks: *kill_stale_hooks,
+            };
             let (stop, signals) = stop_on_signal(
                 out.quiet,
                 "nothing more is put back; what was put back stays back",
             );
             let f = fleet(&args, &out)?;
-            let res = f.recover_until(*dry_run, stop).await;
+            let res = f.recover_until(&opts, stop).await;
             f.close().await;
             signals.abort();
             let report = res?;
@@ -650,44 +669,4 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
             Ok(())
         }
     }
-}
-
-/// A stop signal that turns true on the first SIGINT or SIGTERM (see
-/// [`on_signal`]), and the handle to abort when the work is over.
-fn stop_on_signal(
-    quiet: bool,
-    what: &'static str,
-) -> (
-    tokio::sync::watch::Receiver<bool>,
-    tokio::task::JoinHandle<()>,
-) {
-    let (tx, stop) = tokio::sync::watch::channel(false);
-    let signals = on_signal(quiet, what, move || {
-        let _ = tx.send(true);
-    });
-    (stop, signals)
-}
-
-/// On the first SIGINT or SIGTERM, says what stopping means and calls
-/// `stop`; abort the handle when the work is over.
-fn on_signal(
-    quiet: bool,
-    what: &'static str,
-    stop: impl FnOnce() + Send + 'static,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
-            return;
-        };
-        let name = tokio::select! {
-            _ = tokio::signal::ctrl_c() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
-        };
-        if !quiet {
-            eprintln!("lbctl: stopping: {what} ({name})");
-        }
-        stop();
-    })
 }

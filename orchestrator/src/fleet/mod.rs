@@ -111,6 +111,16 @@ pub struct DrainOptions {
     pub dry_run: bool,
 }
 
+/// How to recover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecoverOptions {
+    /// Report what would be put back; change nothing.
+    pub dry_run: bool,
+    /// Kill (SIGKILL) the hooks of interrupted rolling runs that still run
+    /// although their lbctl is gone, instead of refusing.
+    pub kill_stale_hooks: bool,
+}
+
 /// How to undrain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct UndrainOptions {

@@ -10,7 +10,7 @@ use crate::engine::ClaimSet;
 use crate::engine::Write;
 use crate::engine::journal::{EndStatus, leftovers, new_run_id};
 use crate::error::{Error, Result};
-use crate::fleet::MEMBER_KEY;
+use crate::fleet::{MEMBER_KEY, RecoverOptions};
 use crate::report::*;
 use crate::wait::unless_stopped;
 
@@ -25,7 +25,11 @@ impl Fleet {
     /// recoverable).
     pub async fn recover(&self, dry_run: bool) -> Result<RecoverReport> {
         let (_never, stop) = watch::channel(false);
-        self.recover_until(dry_run, stop).await
+        let opts = RecoverOptions {
+            dry_run,
+            ..RecoverOptions::default()
+        };
+        self.recover_until(&opts, stop).await
     }
 
     /// [`recover`](Self::recover), stopped when `stop` turns true (lbctl
@@ -37,16 +41,23 @@ impl Fleet {
     ///
     /// # Errors
     ///
-    /// As [`recover`](Self::recover), and [`Error::Interrupted`] (exit 1)
-    /// naming what is still out of rotation.
+    /// As [`recover`](Self::recover), [`Error::Interrupted`] (exit 1)
+    /// naming what is still out of rotation, and [`Error::Claimed`] (exit
+    /// 4, nothing changed) while a hook of an interrupted rolling run
+    /// still runs (unless `opts.kill_stale_hooks`).
     pub async fn recover_until(
         &self,
-        dry_run: bool,
+        opts: &RecoverOptions,
         mut stop: watch::Receiver<bool>,
     ) -> Result<RecoverReport> {
+        let dry_run = opts.dry_run;
         let journal = self
             .journal()
             .ok_or_else(|| Error::State("recover needs a state directory (--state-dir)".into()))?;
+        // A node a killed lbctl's hook still upgrades is not put back
+        // under it.
+        let kill = opts.kill_stale_hooks && !dry_run;
+        crate::engine::stale::refuse_stale(&journal.records().await?, None, kill)?;
         let run = new_run_id();
         // What recover puts back is claimed first, like any change: a node
         // another run works on now is waited for.

@@ -275,10 +275,13 @@ pub(crate) async fn check(
                         match hooks::run(
                             command,
                             &v,
-                            per_try,
-                            cx.grace,
+                            hooks::Limits {
+                                timeout: per_try,
+                                grace: cx.grace,
+                            },
                             cx.cwd,
                             cx.log,
+                            None,
                             &mut cmd_stop,
                         )
                         .await

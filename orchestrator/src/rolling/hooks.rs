@@ -15,7 +15,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
@@ -195,8 +195,18 @@ async fn stop_group(
     }
 }
 
+/// How long a hook may run, and how long it gets to go once stopped.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Its time limit.
+    pub timeout: Duration,
+    /// From SIGTERM to SIGKILL (the plan's `hook_grace`).
+    pub grace: Duration,
+}
+
 /// Runs `template` (substituted with `vars`) under `sh -c` in `cwd`, for
-/// at most `timeout`, streaming its output into `log`. `stop` turning true
+/// at most `timeout`, streaming its output into `log`; `spawned` is sent
+/// the shell's pid (its process group) as soon as it runs. `stop` turning true
 /// (or the timeout) stops it: SIGTERM to its process group, then SIGKILL
 /// once `grace` has passed since the SIGTERM if any process of the group
 /// is still there (the shell may go at once while what it started traps
@@ -208,10 +218,10 @@ async fn stop_group(
 pub(crate) async fn run(
     template: &str,
     vars: &Vars,
-    timeout: Duration,
-    grace: Duration,
+    Limits { timeout, grace }: Limits,
     cwd: &Path,
     log: &Arc<HookLog>,
+    spawned: Option<oneshot::Sender<u32>>,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Outcome> {
     let command = vars.substitute(template);
@@ -235,6 +245,9 @@ pub(crate) async fn run(
         .spawn()
         .map_err(|e| Error::Failed(format!("{label}: cannot run sh -c {command:?}: {e}")))?;
     let pgid = child.id().map(|p| Pid::from_raw(p as i32));
+    if let (Some(tx), Some(pid)) = (spawned, child.id()) {
+        let _ = tx.send(pid);
+    }
     let tail = Arc::new(Mutex::new(VecDeque::new()));
     let readers = [
         child
@@ -330,10 +343,10 @@ mod tests {
         let o = run(
             "echo {node} {address} {group}; echo \"$LBCTL_NODE $LBCTL_ADDRESS $LBCTL_GROUP $LBCTL_STEP\" >&2; for i in $(seq 1 30); do echo line$i; done; exit 3",
             &vars(),
-            Duration::from_secs(10),
-            Duration::from_millis(500),
+            Limits { timeout: Duration::from_secs(10), grace: Duration::from_millis(500) },
             dir.path(),
             &log,
+            None,
             &mut rx,
         )
         .await
@@ -364,10 +377,13 @@ mod tests {
         let o = run(
             "head -c 10000000 /dev/zero | tr '\\0' x; echo; echo done; exit 1",
             &vars(),
-            Duration::from_secs(30),
-            Duration::from_millis(500),
+            Limits {
+                timeout: Duration::from_secs(30),
+                grace: Duration::from_millis(500),
+            },
             dir.path(),
             &log,
+            None,
             &mut rx,
         )
         .await
@@ -410,10 +426,13 @@ mod tests {
                 pidfile.display()
             ),
             &vars(),
-            Duration::from_millis(300),
-            Duration::from_millis(500),
+            Limits {
+                timeout: Duration::from_millis(300),
+                grace: Duration::from_millis(500),
+            },
             dir.path(),
             &log,
+            None,
             &mut rx,
         )
         .await
@@ -457,10 +476,13 @@ mod tests {
         let o = run(
             "sleep 30",
             &vars(),
-            Duration::from_secs(60),
-            Duration::from_millis(500),
+            Limits {
+                timeout: Duration::from_secs(60),
+                grace: Duration::from_millis(500),
+            },
             dir.path(),
             &log,
+            None,
             &mut rx,
         )
         .await
