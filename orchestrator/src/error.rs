@@ -12,7 +12,7 @@ pub enum Error {
     #[error("{0}")]
     Config(String),
     /// A node name that the inventory does not hold (exit 2).
-    #[error("unknown node {name:?}; the inventory has: {}", known.join(", "))]
+    #[error("unknown node \"{}\"; the inventory has: {}", lb_core::escape_name(name), known.join(", "))]
     UnknownNode {
         /// The name asked for.
         name: String,

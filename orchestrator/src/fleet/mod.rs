@@ -348,7 +348,7 @@ impl Fleet {
 
     fn node(&self, name: &str) -> Result<&Node> {
         self.nodes.get(name).ok_or_else(|| Error::UnknownNode {
-            name: lb_core::escape_name(name),
+            name: name.to_owned(),
             known: self.nodes.keys().cloned().collect(),
         })
     }
