@@ -28,8 +28,9 @@ use crate::{discover, man, watch};
 /// Exit codes: 0 done; 1 failed, or stopped by SIGINT or SIGTERM (nothing
 /// new begins, what is out of rotation stays out, the message says what to
 /// run next); 2 bad usage, bad configuration or unknown node; 3 timed out
-/// waiting; 4 refused by a safety guard or by another run's claim on a node
-/// (nothing changed); 5 partially applied, then rolled back.
+/// waiting; 4 refused by a safety guard, by another run's claim on a node,
+/// or by a hook of a killed lbctl that still runs (nothing changed); 5
+/// partially applied, then rolled back.
 #[derive(Debug, Parser)]
 #[command(
     name = "lbctl",
