@@ -20,6 +20,12 @@ pub(crate) enum HapError {
     #[error("weight {weight} is out of range: HAProxy accepts 0 to 256")]
     WeightOutOfRange { weight: u32 },
 
+    #[error(
+        "{path} is not a socket (it is {kind}): `socket` must name HAProxy's runtime API \
+         socket (`stats socket {path} level admin`)"
+    )]
+    NotASocket { path: String, kind: &'static str },
+
     #[error("cannot connect to {endpoint}: {source}")]
     Connect {
         endpoint: String,
@@ -133,9 +139,9 @@ impl HapError {
         };
         match &self {
             HapError::Core(e) => e.clone().for_balancer(balancer),
-            HapError::WeightOutOfRange { .. } | HapError::WeightRefused { .. } => {
-                E::invalid_input(balancer, msg())
-            }
+            HapError::WeightOutOfRange { .. }
+            | HapError::WeightRefused { .. }
+            | HapError::NotASocket { .. } => E::invalid_input(balancer, msg()),
             HapError::Connect { .. }
             | HapError::Timeout { .. }
             | HapError::Io { .. }

@@ -135,7 +135,17 @@ impl Session {
         };
         let stream = match tokio::time::timeout(timeout, connect).await {
             Ok(Ok(s)) => s,
-            Ok(Err(source)) => return Err(HapError::Connect { endpoint, source }),
+            Ok(Err(source)) => {
+                if let Endpoint::Unix(p) = ep
+                    && let Some(kind) = not_a_socket(p.as_path())
+                {
+                    return Err(HapError::NotASocket {
+                        path: p.display().to_string(),
+                        kind,
+                    });
+                }
+                return Err(HapError::Connect { endpoint, source });
+            }
             Err(_) => {
                 return Err(HapError::Timeout {
                     endpoint,
@@ -272,6 +282,24 @@ pub(crate) fn find_terminator(buf: &[u8], from: usize) -> Option<usize> {
         .windows(TERMINATOR.len())
         .position(|w| w == TERMINATOR)
         .map(|i| from + i)
+}
+
+/// What `path` is when it exists and is not a socket ("a regular file",
+/// "a directory", …); `None` for a socket or no file at all.
+fn not_a_socket(path: &std::path::Path) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = std::fs::metadata(path).ok()?.file_type();
+    if t.is_socket() {
+        None
+    } else if t.is_file() {
+        Some("a regular file")
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a named pipe")
+    } else {
+        Some("a device")
+    }
 }
 
 #[cfg(test)]

@@ -12,22 +12,25 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use orchestrator::{
     DrainOptions, Error, Fleet, HistoryFilter, Inventory, Plan, Progress, RebalanceOptions,
-    Rolling, RollingOptions, Strategy, UndrainOptions, parse_duration,
+    RecoverOptions, Rolling, RollingOptions, Strategy, UndrainOptions, parse_duration,
 };
 
 use crate::error::CliError;
 use crate::progress::{ProgressLine, RollingDisplay};
 use crate::render::{self, Output};
+use crate::signals::{on_signal, stop_on_signal};
 use crate::{discover, man, watch};
 
 /// Take nodes out of load-balancer rotation and put them back, on every
 /// balancer at once (HAProxy, Apache httpd, NGINX, NGINX Plus, Azure
 /// Application Gateway).
 ///
-/// Exit codes: 0 done; 1 failed; 2 bad usage, bad configuration or unknown
-/// node; 3 timed out waiting; 4 refused by a safety guard or by another
-/// run's claim on a node (nothing changed); 5 partially applied, then
-/// rolled back.
+/// Exit codes: 0 done; 1 failed, or stopped by SIGINT or SIGTERM (nothing
+/// new begins, what is out of rotation stays out, the message says what to
+/// run next); 2 bad usage, bad configuration or unknown node; 3 timed out
+/// waiting; 4 refused by a safety guard, by another run's claim on a node,
+/// or by a hook of a killed lbctl that still runs (nothing changed); 5
+/// partially applied, then rolled back.
 #[derive(Debug, Parser)]
 #[command(
     name = "lbctl",
@@ -160,6 +163,11 @@ enum Command {
         /// in a warning. Repeatable
         #[arg(long, value_name = "NODE", requires = "resume")]
         skip: Vec<String>,
+        /// With --resume: kill (SIGKILL) a hook of the stopped run that
+        /// still runs although its lbctl was killed, instead of refusing
+        /// (exit 4)
+        #[arg(long, requires = "resume")]
+        kill_stale_hooks: bool,
         /// Print the whole ordered plan (every node, step and hook
         /// command); change nothing
         #[arg(long)]
@@ -210,6 +218,10 @@ enum Command {
         /// List what would be put back; change nothing
         #[arg(long)]
         dry_run: bool,
+        /// Kill (SIGKILL) a hook of an interrupted rolling run that still
+        /// runs although its lbctl was killed, instead of refusing (exit 4)
+        #[arg(long)]
+        kill_stale_hooks: bool,
     },
     /// List runs from the journal: when, who (user@host), command, reason,
     /// result and the members each changed
@@ -447,13 +459,9 @@ async fn run(args: Args, out: Output) -> Result<u8, CliError> {
             dry_run: *dry_run,
             ..RebalanceOptions::default()
         };
-        let (tx, stop) = tokio::sync::watch::channel(false);
-        let signals = on_signal(
+        let (stop, signals) = stop_on_signal(
             out.quiet,
             "the member out of rotation is put back and lowered weights are restored",
-            move || {
-                let _ = tx.send(true);
-            },
         );
         let f = fleet(&args, &out)?;
         let res = f.rebalance_until(&opts, stop).await;
@@ -546,9 +554,14 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
                 force: *force,
                 dry_run: *dry_run,
             };
+            let (stop, signals) = stop_on_signal(
+                out.quiet,
+                "nothing new begins, the wait is abandoned, what is draining stays draining",
+            );
             let f = fleet(&args, &out)?;
-            let res = f.drain(nodes, &opts).await;
+            let res = f.drain_until(nodes, &opts, stop).await;
             f.close().await;
+            signals.abort();
             let report = res?;
             render::change(&out, &report);
             Ok(())
@@ -564,9 +577,14 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
                 no_wait: *no_wait,
                 dry_run: *dry_run,
             };
+            let (stop, signals) = stop_on_signal(
+                out.quiet,
+                "nothing new begins, the wait for health is abandoned",
+            );
             let f = fleet(&args, &out)?;
-            let res = f.undrain(nodes, &opts).await;
+            let res = f.undrain_until(nodes, &opts, stop).await;
             f.close().await;
+            signals.abort();
             let report = res?;
             render::change(&out, &report);
             Ok(())
@@ -576,6 +594,7 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
             resume,
             restart,
             skip,
+            kill_stale_hooks,
             dry_run,
         } => {
             let plan = Plan::load(plan)?;
@@ -595,6 +614,7 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
                 hook_log: None,
                 resume_hint: Some(resume_hint()),
                 skip: skip.clone(),
+                kill_stale_hooks: *kill_stale_hooks,
             };
             let mut rolling = Rolling::new(&fleet, &plan).options(opts);
             if let Some(d) = &display {
@@ -617,10 +637,22 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
             render::rolling(&out, &report);
             Ok(())
         }
-        Command::Recover { dry_run } => {
+        Command::Recover {
+            dry_run,
+            kill_stale_hooks,
+        } => {
+            let opts = RecoverOptions {
+                dry_run: *dry_run,
+                kill_stale_hooks: *kill_stale_hooks,
+            };
+            let (stop, signals) = stop_on_signal(
+                out.quiet,
+                "nothing more is put back; what was put back stays back",
+            );
             let f = fleet(&args, &out)?;
-            let res = f.recover(*dry_run).await;
+            let res = f.recover_until(&opts, stop).await;
             f.close().await;
+            signals.abort();
             let report = res?;
             render::recover(&out, &report);
             Ok(())
@@ -638,28 +670,4 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
             Ok(())
         }
     }
-}
-
-/// On the first SIGINT or SIGTERM, says what stopping means and calls
-/// `stop`; abort the handle when the work is over.
-fn on_signal(
-    quiet: bool,
-    what: &'static str,
-    stop: impl FnOnce() + Send + 'static,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
-            return;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        if !quiet {
-            eprintln!("lbctl: stopping: {what}");
-        }
-        stop();
-    })
 }

@@ -6,6 +6,7 @@ mod error;
 mod man;
 mod progress;
 mod render;
+mod signals;
 mod watch;
 
 fn main() -> std::process::ExitCode {

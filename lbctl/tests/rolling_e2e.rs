@@ -359,6 +359,137 @@ fn sigint_stops_the_hook_leaves_the_node_out_and_resume_finishes() {
 }
 
 #[test]
+fn sigterm_gives_a_hook_that_traps_term_its_grace_from_the_sigterm_to_clean_up() {
+    let apps = AppNodes::start_many(2);
+    let ids = apps.ids();
+    let hap = Haproxy::start(&pool(&apps, &ids));
+    let pidfile = apps.dir().join("hook.pid");
+    let cleaned = apps.dir().join("cleaned");
+    let script = apps.dir().join("upgrade.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ntrap 'sleep 1; echo clean > {c}; exit 1' TERM\necho $$ > {p}\n\
+             while :; do sleep 0.1; done\n",
+            c = cleaned.display(),
+            p = pidfile.display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("755")
+        .arg(&script)
+        .status()
+        .unwrap();
+    // The script and one more command: `sh -c` runs the script as its
+    // child, and the shell itself goes at once on SIGTERM.
+    let plan = upgrade_plan(&apps, &ids).replace(
+        "upgrade = \"",
+        &format!("upgrade = \"{} && ", script.display()),
+    );
+    let env = Env::with_plan(
+        &inventory(&apps, &haproxy_section("edge", &hap.admin_socket())),
+        &plan,
+    );
+    let child = env.spawn_rolling();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pidfile.exists() || std::fs::read_to_string(&pidfile).unwrap().trim().is_empty() {
+        assert!(Instant::now() < deadline, "the hook never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let hook_pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&cleaned).unwrap_or_default().trim(),
+        "clean",
+        "the hook's TERM trap ran to its end before lbctl exited"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{hook_pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{hook_pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z"),
+        "nothing of the hook outlives lbctl"
+    );
+    assert_eq!(admin_bits(&hap, "node1") & 1, 1, "node1 stays in maint");
+}
+
+#[test]
+fn a_hook_orphaned_by_sigkill_of_lbctl_is_found_by_resume_and_recover_which_refuse_unless_told_to_kill_it()
+ {
+    let apps = AppNodes::start_many(2);
+    let ids = apps.ids();
+    let hap = Haproxy::start(&pool(&apps, &ids));
+    let pidfile = apps.dir().join("hook.pid");
+    let quick = apps.dir().join("quick");
+    let plan = upgrade_plan(&apps, &ids).replace(
+        "upgrade = \"",
+        &format!(
+            "upgrade = \"test -e {q} || {{ echo $$ > {p}; sleep 60; }}; ",
+            q = quick.display(),
+            p = pidfile.display()
+        ),
+    );
+    let env = Env::with_plan(
+        &inventory(&apps, &haproxy_section("edge", &hap.admin_socket())),
+        &plan,
+    );
+    let mut child = env.spawn_rolling();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pidfile.exists() || std::fs::read_to_string(&pidfile).unwrap().trim().is_empty() {
+        assert!(Instant::now() < deadline, "the hook never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let hook_pid = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    child.kill().unwrap(); // SIGKILL: the hook is orphaned
+    child.wait().unwrap();
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{hook_pid}/stat")).is_ok_and(|s| !s.contains(") Z"))
+    };
+    assert!(alive(), "the orphaned hook still runs");
+    std::fs::write(&quick, "").unwrap();
+
+    // --resume would run the step a second time beside it: refused.
+    let out = env.rolling(&["--resume"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("process group {hook_pid}")) && err.contains("step upgrade"),
+        "names the hook's pid and step: {err}"
+    );
+    assert!(err.contains("--kill-stale-hooks"), "{err}");
+    assert!(alive());
+    // recover would put node1 back under the running upgrade: refused.
+    let out = env.run(&["recover"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&hook_pid),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(admin_bits(&hap, "node1") & 1, 1, "node1 stays in maint");
+
+    // Told to, --resume kills it and finishes.
+    let out = env.rolling(&["--resume", "--kill-stale-hooks"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!alive(), "the orphaned hook was killed");
+    assert_eq!(admin_bits(&hap, "node1"), 0);
+}
+
+#[test]
 fn a_dry_run_prints_every_node_step_and_command_and_touches_nothing() {
     let apps = AppNodes::start_many(2);
     let ids = apps.ids();

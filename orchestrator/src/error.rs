@@ -12,7 +12,7 @@ pub enum Error {
     #[error("{0}")]
     Config(String),
     /// A node name that the inventory does not hold (exit 2).
-    #[error("unknown node {name:?}; the inventory has: {}", known.join(", "))]
+    #[error("unknown node \"{}\"; the inventory has: {}", lb_core::escape_name(name), known.join(", "))]
     UnknownNode {
         /// The name asked for.
         name: String,
@@ -51,6 +51,11 @@ pub enum Error {
     /// Anything else that failed (exit 1).
     #[error("{0}")]
     Failed(String),
+    /// SIGINT or SIGTERM stopped the command (exit 1): nothing new began,
+    /// a wait was abandoned, what was out of rotation stays out, and the
+    /// message names the nodes and the command to run next.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 /// lbctl's exit codes, stable for scripts.
@@ -103,6 +108,7 @@ impl Error {
             Error::Balancer(e) => e.kind(),
             Error::State(_) => "state",
             Error::Failed(_) => "failed",
+            Error::Interrupted(_) => "interrupted",
         }
     }
 }

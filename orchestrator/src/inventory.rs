@@ -188,12 +188,22 @@ impl Inventory {
     /// [`Error::Config`] naming the section and the key.
     pub fn check(&self) -> Result<()> {
         for name in self.balancers.keys() {
-            lb_core::validate_name("", "balancer", name)
-                .map_err(|e| Error::Config(format!("[balancers.{name}]: {}", e.message())))?;
+            lb_core::validate_name("", "balancer", name).map_err(|e| {
+                Error::Config(format!(
+                    "[balancers.{}]: {}",
+                    lb_core::escape_name(name),
+                    e.message()
+                ))
+            })?;
         }
         for (name, node) in &self.nodes {
-            lb_core::validate_name("", "node", name)
-                .map_err(|e| Error::Config(format!("[nodes.{name}]: {}", e.message())))?;
+            lb_core::validate_name("", "node", name).map_err(|e| {
+                Error::Config(format!(
+                    "[nodes.{}]: {}",
+                    lb_core::escape_name(name),
+                    e.message()
+                ))
+            })?;
             if node.address.trim().is_empty() {
                 return Err(Error::Config(format!("[nodes.{name}]: address is empty")));
             }
@@ -214,6 +224,7 @@ impl Inventory {
                 }
             }
         }
+        same_address(&self.nodes)?;
         if self.defaults.poll_interval == Some(Duration::ZERO) {
             return Err(Error::Config(
                 "[defaults] poll_interval must be more than 0".into(),
@@ -221,6 +232,61 @@ impl Inventory {
         }
         Ok(())
     }
+}
+
+/// How long resolving the nodes' host names may take in all; a name not
+/// resolved by then is compared as written.
+const RESOLVE_WITHIN: Duration = Duration::from_secs(2);
+
+/// Refuses two nodes with one address, as written or once their host
+/// names are resolved (`localhost:8080` and `127.0.0.1:8080`): a drain of
+/// one would take the other's members out too.
+fn same_address(nodes: &BTreeMap<String, NodeConfig>) -> Result<()> {
+    use std::net::ToSocketAddrs;
+    let (tx, rx) = std::sync::mpsc::channel();
+    for (name, node) in nodes {
+        let (tx, name, addr) = (tx.clone(), name.clone(), node.address.trim().to_owned());
+        std::thread::spawn(move || {
+            let resolved: Vec<std::net::SocketAddr> = addr
+                .to_socket_addrs()
+                .map(Iterator::collect)
+                .unwrap_or_default();
+            let _ = tx.send((name, resolved));
+        });
+    }
+    drop(tx);
+    let deadline = std::time::Instant::now() + RESOLVE_WITHIN;
+    let mut resolved: BTreeMap<String, Vec<std::net::SocketAddr>> = BTreeMap::new();
+    while resolved.len() < nodes.len() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((name, addrs)) => {
+                resolved.insert(name, addrs);
+            }
+            Err(_) => break,
+        }
+    }
+    let names: Vec<&String> = nodes.keys().collect();
+    for (i, a) in names.iter().enumerate() {
+        for b in &names[i + 1..] {
+            let (na, nb) = (&nodes[*a], &nodes[*b]);
+            let (ra, rb) = (
+                resolved.get(*a).map(Vec::as_slice).unwrap_or_default(),
+                resolved.get(*b).map(Vec::as_slice).unwrap_or_default(),
+            );
+            let shared = ra.iter().find(|x| rb.contains(x));
+            if na.address.trim() == nb.address.trim() || shared.is_some() {
+                let via = shared.map_or(String::new(), |s| format!(" ({s} once resolved)"));
+                return Err(Error::Config(format!(
+                    "[nodes.{a}] and [nodes.{b}] have the same address: {:?} and {:?}{via}; a \
+                     drain of one would take the other's members out too: give each node its \
+                     own address",
+                    na.address, nb.address
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Has each `[balancers.NAME]` table read by its kind's driver, from the

@@ -19,8 +19,8 @@ use std::sync::Arc;
 pub use duration::{format_duration, parse_duration};
 pub use error::{Error, ExitCode, Result};
 pub use fleet::{
-    DrainOptions, Fleet, FleetBalancer, FleetBuilder, HistoryFilter, Node, Progress, Refusal,
-    Settings, UndrainOptions,
+    DrainOptions, Fleet, FleetBalancer, FleetBuilder, HistoryFilter, Node, Progress,
+    RecoverOptions, Refusal, Settings, UndrainOptions,
 };
 pub use inventory::Inventory;
 pub use plan::Plan;

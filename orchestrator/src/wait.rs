@@ -68,6 +68,27 @@ where
     }
 }
 
+/// Runs `fut` unless `stop` turns true first (SIGINT or SIGTERM in lbctl):
+/// `None` when it did, and `fut` is dropped where it was (a wait
+/// abandoned). A `stop` whose sender is gone never stops anything.
+pub async fn unless_stopped<T>(
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    fut: impl Future<Output = T>,
+) -> Option<T> {
+    if *stop.borrow() {
+        return None;
+    }
+    tokio::pin!(fut);
+    tokio::select! {
+        biased;
+        r = stop.wait_for(|s| *s) => match r {
+            Ok(_) => None,
+            Err(_) => Some(fut.await),
+        },
+        v = &mut fut => Some(v),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,17 +47,37 @@ fn repair(path: &Path, mut file: &File) -> Result<()> {
 #[derive(Debug)]
 pub struct FileBackend {
     dir: PathBuf,
-    file: Mutex<File>,
+    /// The journal, open to append; or, where the state directory cannot
+    /// be written (a read-only file system, no permission), why not.
+    file: std::result::Result<Mutex<File>, String>,
     claims: Claims,
 }
 
 impl FileBackend {
-    /// Opens (creating) the state directory `dir` and its journal.
+    /// Opens (creating) the state directory `dir` and its journal. Where
+    /// it cannot be written (a read-only file system, no permission, a
+    /// path that cannot be created) it is opened read-only: the journal is
+    /// read (none reads as empty), and every write fails saying why, so
+    /// `status`, `--dry-run` and `history` need no writable state.
     ///
     /// # Errors
     ///
-    /// [`Error::State`] naming the path.
+    /// None today; kept for backends that may fail to open.
     pub fn open(dir: &Path) -> Result<FileBackend> {
+        match Self::open_writable(dir) {
+            Ok(b) => Ok(b),
+            Err(e) => {
+                tracing::debug!("state directory {} opened read-only: {e}", dir.display());
+                Ok(FileBackend {
+                    dir: dir.to_owned(),
+                    file: Err(e.to_string()),
+                    claims: Claims::new(dir),
+                })
+            }
+        }
+    }
+
+    fn open_writable(dir: &Path) -> Result<FileBackend> {
         shared_dir(dir)?;
         let path = dir.join("journal.jsonl");
         let file = OpenOptions::new()
@@ -69,9 +89,25 @@ impl FileBackend {
         repair(&path, &file)?;
         Ok(FileBackend {
             dir: dir.to_owned(),
-            file: Mutex::new(file),
+            file: Ok(Mutex::new(file)),
             claims: Claims::new(dir),
         })
+    }
+
+    /// The journal, to append to.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::State`] where the state directory cannot be written.
+    fn writer(&self) -> Result<std::sync::MutexGuard<'_, File>> {
+        match &self.file {
+            Ok(f) => Ok(f.lock().unwrap_or_else(|p| p.into_inner())),
+            Err(why) => Err(Error::State(format!(
+                "{why}; lbctl can only read the state directory {} (status, --dry-run and \
+                 history work; a change needs it writable)",
+                self.dir.display()
+            ))),
+        }
     }
 
     /// The journal file.
@@ -88,7 +124,13 @@ impl FileBackend {
     ///
     /// [`Error::State`].
     fn read_now(&self) -> Result<Read> {
-        let bytes = fs::read(self.path()).map_err(|e| {
+        let bytes = match fs::read(self.path()) {
+            Err(e) if self.file.is_err() && e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Vec::new())
+            }
+            r => r,
+        };
+        let bytes = bytes.map_err(|e| {
             Error::State(format!(
                 "cannot read journal {}: {e}",
                 self.path().display()
@@ -130,7 +172,7 @@ impl Coordination for FileBackend {
             text.push_str(&serde_json::to_string(r).expect("records serialize"));
             text.push('\n');
         }
-        let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let mut f = self.writer()?;
         f.write_all(text.as_bytes())
             .and_then(|()| if sync { f.sync_data() } else { Ok(()) })
             .map_err(|e| {
@@ -142,7 +184,7 @@ impl Coordination for FileBackend {
     }
 
     async fn sync(&self) -> Result<()> {
-        let f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let f = self.writer()?;
         f.sync_data().map_err(|e| {
             Error::State(format!(
                 "cannot sync journal {}: {e}",

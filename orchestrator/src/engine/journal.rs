@@ -448,7 +448,10 @@ pub fn leftovers(records: &[Record]) -> (Vec<Leftover>, Vec<String>) {
                     run.ended = true;
                 }
             }
-            Event::Done { .. } | Event::Rolling { .. } | Event::Step { .. } => {}
+            Event::Done { .. }
+            | Event::Rolling { .. }
+            | Event::Step { .. }
+            | Event::Hook { .. } => {}
         }
     }
     let mut out = Vec::new();

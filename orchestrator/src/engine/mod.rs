@@ -11,6 +11,7 @@ mod file;
 pub mod journal;
 mod records;
 mod shared;
+pub mod stale;
 mod txn;
 
 use std::sync::Arc;

@@ -94,6 +94,22 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
+    /// A step's hook began: its process group, so that a `--resume` or a
+    /// `recover` after lbctl was killed can tell whether it still runs.
+    Hook {
+        /// The group (written `""` for none).
+        #[serde(with = "empty_is_none")]
+        group: Option<String>,
+        /// The node (written `""` for none).
+        #[serde(with = "empty_is_none")]
+        node: Option<String>,
+        /// Which step.
+        step: Step,
+        /// Its process group (the pid of the `sh -c` that leads it).
+        pgid: u32,
+        /// The machine it runs on.
+        host: String,
+    },
 }
 
 /// A value lbctl sets on a member: its admin state or its weight.

@@ -129,7 +129,7 @@ fn summarize(records: &[Record]) -> Vec<RunSummary> {
                     recovered_by.insert(other.clone(), r.run.clone());
                 }
             }
-            Event::Rolling { .. } | Event::Step { .. } => {}
+            Event::Rolling { .. } | Event::Step { .. } | Event::Hook { .. } => {}
         }
     }
     order

@@ -111,6 +111,16 @@ pub struct DrainOptions {
     pub dry_run: bool,
 }
 
+/// How to recover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecoverOptions {
+    /// Report what would be put back; change nothing.
+    pub dry_run: bool,
+    /// Kill (SIGKILL) the hooks of interrupted rolling runs that still run
+    /// although their lbctl is gone, instead of refusing.
+    pub kill_stale_hooks: bool,
+}
+
 /// How to undrain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct UndrainOptions {
@@ -338,7 +348,7 @@ impl Fleet {
 
     fn node(&self, name: &str) -> Result<&Node> {
         self.nodes.get(name).ok_or_else(|| Error::UnknownNode {
-            name: lb_core::escape_name(name),
+            name: name.to_owned(),
             known: self.nodes.keys().cloned().collect(),
         })
     }

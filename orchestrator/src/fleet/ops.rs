@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use lb_core::{AdminState, Health, Member};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{Fleet, FleetBalancer, Node, Target};
@@ -12,7 +13,17 @@ use crate::engine::{ClaimSet, Snapshot, Transaction};
 use crate::error::{Error, Result};
 use crate::fleet::{DrainOptions, UndrainOptions};
 use crate::report::*;
-use crate::wait::{WaitError, WaitOptions, await_condition};
+use crate::wait::{WaitError, WaitOptions, await_condition, unless_stopped};
+
+/// How a wait of `drain` or `undrain` ended without its condition holding.
+enum Waited {
+    /// The deadline passed; the last read, if any.
+    TimedOut(Option<Snapshot>),
+    /// A read failed.
+    Failed(Error),
+    /// SIGINT or SIGTERM: the wait was abandoned.
+    Stopped,
+}
 
 impl Fleet {
     fn report(
@@ -56,15 +67,16 @@ impl Fleet {
             .collect()
     }
 
-    /// Waits until `ok` holds for every target (those `skip` leaves out
-    /// aside). Returns the final read.
+    /// Waits until `ok` holds for every target, or until `stop`. Returns
+    /// the final read.
     async fn wait_for(
         &self,
         what: &str,
         targets: &[&Target],
         timeout: Duration,
+        stop: &mut watch::Receiver<bool>,
         ok: impl Fn(&Member) -> bool,
-    ) -> std::result::Result<Snapshot, (Option<Snapshot>, Option<Error>)> {
+    ) -> std::result::Result<Snapshot, Waited> {
         let pending = |snap: &Snapshot| -> Vec<(String, Option<u64>)> {
             targets
                 .iter()
@@ -88,25 +100,29 @@ impl Fleet {
             timeout,
             poll: self.settings.poll_interval,
         };
-        let r = await_condition(
-            opts,
-            || self.read_all(),
-            |snap| pending(snap).is_empty(),
-            |e: &Error| matches!(e, Error::Balancer(b) if b.is_transient()),
-            |snap| {
-                if let Some(p) = &self.progress {
-                    p.waiting(what, &pending(snap));
-                }
-            },
+        let r = unless_stopped(
+            stop,
+            await_condition(
+                opts,
+                || self.read_all(),
+                |snap| pending(snap).is_empty(),
+                |e: &Error| matches!(e, Error::Balancer(b) if b.is_transient()),
+                |snap| {
+                    if let Some(p) = &self.progress {
+                        p.waiting(what, &pending(snap));
+                    }
+                },
+            ),
         )
         .await;
         if let Some(p) = &self.progress {
             p.finished();
         }
         match r {
-            Ok(s) => Ok(s),
-            Err(WaitError::TimedOut(last)) => Err((last, None)),
-            Err(WaitError::Failed(e)) => Err((None, Some(e))),
+            None => Err(Waited::Stopped),
+            Some(Ok(s)) => Ok(s),
+            Some(Err(WaitError::TimedOut(last))) => Err(Waited::TimedOut(last)),
+            Some(Err(WaitError::Failed(e))) => Err(Waited::Failed(e)),
         }
     }
 
@@ -152,6 +168,26 @@ impl Fleet {
         names: &[S],
         opts: &DrainOptions,
     ) -> Result<ChangeReport> {
+        let (_never, stop) = watch::channel(false);
+        self.drain_until(names, opts, stop).await
+    }
+
+    /// [`drain`](Self::drain), stopped when `stop` turns true (lbctl sets
+    /// it on SIGINT or SIGTERM): nothing new begins, a wait for claims, the
+    /// lock or connections is abandoned, what is out of rotation stays
+    /// out, and the run ends `interrupted` (so `recover` leaves it to the
+    /// operator, as after a timeout).
+    ///
+    /// # Errors
+    ///
+    /// As [`drain`](Self::drain), and [`Error::Interrupted`] (exit 1)
+    /// naming the members left draining and the commands to run next.
+    pub async fn drain_until<S: AsRef<str>>(
+        &self,
+        names: &[S],
+        opts: &DrainOptions,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<ChangeReport> {
         let names: Vec<String> = names.iter().map(|n| n.as_ref().to_owned()).collect();
         let names = &names[..];
         let nodes = self.nodes_named(names)?;
@@ -159,12 +195,9 @@ impl Fleet {
         let command = format!("drain {}", names.join(" "));
         let run = new_run_id();
         // Held until the command ends: through the wait, and the maint.
-        let _claims = self.claim(&nodes, &run, &command, opts.dry_run).await?;
-        let lock = if opts.dry_run {
-            None
-        } else {
-            self.engine.lock().await?
-        };
+        let (_claims, lock) = self
+            .claim_and_lock(&nodes, &run, &command, opts.dry_run, &mut stop)
+            .await?;
         let snap = self.read_all().await?;
         let targets = self.resolve_all(&nodes, &snap)?;
         let claimed = match lock {
@@ -236,10 +269,18 @@ impl Fleet {
                 .filter(|t| self.balancers()[t.bal].lb.capabilities().active_connections)
                 .collect();
             let drained = |m: &Member| m.active == Some(0);
-            if let Err((last, err)) = self.wait_for("draining", &waiting, timeout, drained).await {
-                if let Some(e) = err {
-                    return Err(e);
-                }
+            let res = self
+                .wait_for("draining", &waiting, timeout, &mut stop, drained)
+                .await;
+            if let Err(Waited::Stopped) = res {
+                return Err(self
+                    .drain_stopped(&txn, &waiting, names, "waiting for connections to end")
+                    .await);
+            }
+            if let Err(Waited::Failed(e)) = res {
+                return Err(e);
+            }
+            if let Err(Waited::TimedOut(last)) = res {
                 txn.end(EndStatus::Timeout).await?;
                 return Err(Error::Timeout(format!(
                     "timed out after {} waiting for connections to end on {}; {} left draining \
@@ -251,6 +292,11 @@ impl Fleet {
                 )));
             }
             waited = started.elapsed();
+            if *stop.borrow() {
+                return Err(self
+                    .drain_stopped(&txn, &waiting, names, "before maint")
+                    .await);
+            }
             if !to_maint.is_empty() {
                 let _lock = self.engine.lock().await?;
                 self.unchanged_since(&txn, &targets, names).await?;
@@ -287,17 +333,32 @@ impl Fleet {
         names: &[S],
         opts: &UndrainOptions,
     ) -> Result<ChangeReport> {
+        let (_never, stop) = watch::channel(false);
+        self.undrain_until(names, opts, stop).await
+    }
+
+    /// [`undrain`](Self::undrain), stopped when `stop` turns true: a wait
+    /// for claims or the lock is abandoned with nothing changed; once the
+    /// members are ready (the run has ended `ok`), the wait for health is
+    /// abandoned and they stay in rotation.
+    ///
+    /// # Errors
+    ///
+    /// As [`undrain`](Self::undrain), and [`Error::Interrupted`] (exit 1).
+    pub async fn undrain_until<S: AsRef<str>>(
+        &self,
+        names: &[S],
+        opts: &UndrainOptions,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<ChangeReport> {
         let names: Vec<String> = names.iter().map(|n| n.as_ref().to_owned()).collect();
         let names = &names[..];
         let nodes = self.nodes_named(names)?;
         let command = format!("undrain {}", names.join(" "));
         let run = new_run_id();
-        let _claims = self.claim(&nodes, &run, &command, opts.dry_run).await?;
-        let lock = if opts.dry_run {
-            None
-        } else {
-            self.engine.lock().await?
-        };
+        let (_claims, lock) = self
+            .claim_and_lock(&nodes, &run, &command, opts.dry_run, &mut stop)
+            .await?;
         let snap = self.read_all().await?;
         let targets = self.resolve_all(&nodes, &snap)?;
         let mut warnings = Vec::new();
@@ -338,10 +399,24 @@ impl Fleet {
             // (HAProxy without `check`, an Azure pool no rule routes to):
             // only a balancer that sees it down is waited for.
             let healthy = |m: &Member| m.health != Health::Down;
-            if let Err((last, err)) = self.wait_for("coming up", &watched, timeout, healthy).await {
-                if let Some(e) = err {
-                    return Err(e);
-                }
+            let res = self
+                .wait_for("coming up", &watched, timeout, &mut stop, healthy)
+                .await;
+            if let Err(Waited::Stopped) = res {
+                let last = self.read_all().await.ok();
+                return Err(Error::Interrupted(format!(
+                    "undrain {} interrupted (SIGINT or SIGTERM) while waiting for the balancers to \
+                     see it healthy: {}; it is in rotation (ready), the run ended ok; run `lbctl \
+                     status {}` to see its health",
+                    names.join(" "),
+                    self.describe_pending(&watched, last.as_ref(), healthy),
+                    names.join(" ")
+                )));
+            }
+            if let Err(Waited::Failed(e)) = res {
+                return Err(e);
+            }
+            if let Err(Waited::TimedOut(last)) = res {
                 return Err(Error::Timeout(format!(
                     "timed out after {} waiting for the balancers to see {} healthy: {}; it is in rotation \
                      (ready) but down",
@@ -413,6 +488,66 @@ fn join(refusals: &[super::Refusal]) -> String {
 }
 
 impl Fleet {
+    /// Claims `nodes` for run `run` of `command` and takes the state
+    /// directory's lock (neither for a dry run); both waits end at `stop`,
+    /// with nothing changed.
+    async fn claim_and_lock(
+        &self,
+        nodes: &[&Node],
+        run: &str,
+        command: &str,
+        dry_run: bool,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(ClaimSet, Option<crate::engine::journal::LockGuard>)> {
+        let taken = unless_stopped(stop, async {
+            let claims = self.claim(nodes, run, command, dry_run).await?;
+            let lock = if dry_run {
+                None
+            } else {
+                self.engine.lock().await?
+            };
+            Ok::<_, Error>((claims, lock))
+        })
+        .await;
+        taken.unwrap_or_else(|| {
+            Err(Error::Interrupted(format!(
+                "{command} interrupted (SIGINT or SIGTERM) while waiting for other runs' claims \
+                 or the lock; nothing changed; run `lbctl {command}` again"
+            )))
+        })
+    }
+
+    /// Ends a drain that `stop` interrupted after its drain began: the run
+    /// ends `interrupted`, the members stay as they are; the error names
+    /// them and what to run next.
+    async fn drain_stopped(
+        &self,
+        txn: &Transaction<'_>,
+        waiting: &[&Target],
+        names: &[String],
+        when: &str,
+    ) -> Error {
+        if let Err(e) = txn.end(EndStatus::Interrupted).await {
+            return e;
+        }
+        let last = self.read_all().await.ok();
+        let pending = self.describe_pending(waiting, last.as_ref(), |m| m.active == Some(0));
+        Error::Interrupted(format!(
+            "drain {} interrupted (SIGINT or SIGTERM) {when}{}; {} left draining, not in maint \
+             (the run ended interrupted; recover leaves it): run `lbctl undrain {}` to put it \
+             back, or `lbctl drain {}` to finish",
+            names.join(" "),
+            if pending.is_empty() {
+                String::new()
+            } else {
+                format!(" on {pending}")
+            },
+            names.join(", "),
+            names.join(" "),
+            names.join(" ")
+        ))
+    }
+
     /// Claims `nodes` for run `run` of `command` (nothing for a dry run).
     async fn claim(
         &self,

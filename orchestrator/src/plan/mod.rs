@@ -50,6 +50,9 @@ use crate::rebalance::RebalanceOptions;
 
 /// How long a hook may run unless the plan says otherwise.
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How long a stopped hook's process group gets between SIGTERM and
+/// SIGKILL unless the plan says otherwise (`hook_grace`).
+pub const DEFAULT_HOOK_GRACE: Duration = Duration::from_secs(5);
 /// How long a gate waits unless the plan says otherwise.
 pub const DEFAULT_GATE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// How often a gate looks unless the plan says otherwise.
@@ -81,6 +84,10 @@ pub struct Plan {
     /// every pool once the last node is back (before `finally`). `None`
     /// when the key is absent or `false`.
     pub rebalance: Option<RebalanceOptions>,
+    /// `hook_grace = "5s"`: when a hook (or a gate's command) is stopped
+    /// (SIGINT, SIGTERM, its timeout), how long its process group gets
+    /// between SIGTERM and SIGKILL, counted from the SIGTERM.
+    pub hook_grace: Duration,
     /// The file's name in messages.
     origin: String,
     /// Where groups and their nodes are written, for messages.
@@ -366,6 +373,7 @@ impl Plan {
             pause: None,
             notify: None,
             rebalance: None,
+            hook_grace: DEFAULT_HOOK_GRACE,
             origin: "plan".into(),
             lines: Lines::default(),
         }

@@ -10,8 +10,8 @@ use toml::Spanned;
 
 use super::{Bound, Condition};
 use super::{
-    DEFAULT_GATE_INTERVAL, DEFAULT_GATE_TIMEOUT, DEFAULT_HOOK_TIMEOUT, Gate, GateCheck, Group,
-    Hook, Lines, Pause, Plan, ZduConfig, shell_safe,
+    DEFAULT_GATE_INTERVAL, DEFAULT_GATE_TIMEOUT, DEFAULT_HOOK_GRACE, DEFAULT_HOOK_TIMEOUT, Gate,
+    GateCheck, Group, Hook, Lines, Pause, Plan, ZduConfig, shell_safe,
 };
 use crate::duration::{parse_duration, serde_opt};
 use crate::error::{Error, Result};
@@ -25,6 +25,8 @@ struct RawPlan {
     finally: Option<Spanned<String>>,
     #[serde(default, with = "serde_opt")]
     hook_timeout: Option<Duration>,
+    #[serde(default, with = "serde_opt")]
+    hook_grace: Option<Duration>,
     zdu: Option<Spanned<RawZdu>>,
     pause: Option<Spanned<String>>,
     notify: Option<Spanned<String>>,
@@ -416,6 +418,7 @@ impl Plan {
             pause,
             notify,
             rebalance,
+            hook_grace: raw.hook_grace.unwrap_or(DEFAULT_HOOK_GRACE),
             origin: origin.into(),
             lines,
         })

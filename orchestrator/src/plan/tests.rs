@@ -514,3 +514,20 @@ fn the_readme_plan_parses() {
         Some(Duration::from_secs(30))
     );
 }
+
+#[test]
+fn hook_grace_defaults_to_5s_and_is_read_from_the_plan() {
+    let plan = |head: &str| {
+        Plan::parse(
+            &format!("{head}\n[[group]]\nname = \"app\"\nnodes = [\"node1\"]\n"),
+            "plan.toml",
+        )
+    };
+    assert_eq!(plan("").unwrap().hook_grace, Duration::from_secs(5));
+    assert_eq!(
+        plan("hook_grace = \"250ms\"").unwrap().hook_grace,
+        Duration::from_millis(250)
+    );
+    let e = plan("hook_grace = \"soon\"").unwrap_err().to_string();
+    assert!(e.contains("plan.toml") && e.contains("hook_grace"), "{e}");
+}

@@ -54,6 +54,8 @@ pub(crate) struct Ctx<'a> {
     pub zdu: Option<&'a Zdu>,
     pub log: &'a Arc<HookLog>,
     pub cwd: &'a Path,
+    /// SIGTERM to SIGKILL for a stopped command (the plan's `hook_grace`).
+    pub grace: Duration,
 }
 
 fn describe_reqwest(e: &reqwest::Error) -> String {
@@ -270,7 +272,19 @@ pub(crate) async fn check(
                     GateCheck::Command { command } => {
                         let mut v = vars.clone();
                         v.step = "gate".into();
-                        match hooks::run(command, &v, per_try, cx.cwd, cx.log, &mut cmd_stop).await
+                        match hooks::run(
+                            command,
+                            &v,
+                            hooks::Limits {
+                                timeout: per_try,
+                                grace: cx.grace,
+                            },
+                            cx.cwd,
+                            cx.log,
+                            None,
+                            &mut cmd_stop,
+                        )
+                        .await
                         {
                             Ok(o) => Look {
                                 passed: o.ok(),

@@ -78,11 +78,12 @@ impl History {
             }
             return Ok(hist);
         };
+        let records = j.records().await?;
         let Past {
             last,
             resumes: chain_of,
             steps,
-        } = past(&j.records().await?, &plan_id(plan));
+        } = past(&records, &plan_id(plan));
         if opts.resume {
             let Some(last) = last else {
                 return Err(Error::Usage(format!(
@@ -100,7 +101,9 @@ impl History {
             }
             // The chain: the last run and the runs it resumed.
             let mut at = Some(last.id.clone());
+            let mut chain = Vec::new();
             while let Some(id) = at {
+                chain.push(id.clone());
                 for ((g, n, s), st) in steps.get(&id).map(Vec::as_slice).unwrap_or_default() {
                     if *st == Status::Ok {
                         hist.done.insert((g.clone(), n.clone(), *s));
@@ -113,6 +116,9 @@ impl History {
                     }
                 }
                 at = chain_of.get(&id).cloned().flatten();
+            }
+            if !opts.dry_run {
+                crate::engine::stale::refuse_stale(&records, Some(&chain), opts.kill_stale_hooks)?;
             }
             hist.resumes = Some(last.id);
         } else if let Some(last) = &last
@@ -298,6 +304,31 @@ impl<'j> RunLog<'j> {
         detail: Option<String>,
     ) -> Result<()> {
         self.append(g, n, step, status, detail).await
+    }
+
+    /// Records the process group `pgid` of the hook that runs `step` of
+    /// group `g`, node `n` (`""` for none).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::State`].
+    pub async fn hook(&self, g: &str, n: &str, step: Step, pgid: u32) -> Result<()> {
+        let Some((j, run)) = &self.run else {
+            return Ok(());
+        };
+        let (group, node, step) = key(g, n, step);
+        j.append(
+            run.id(),
+            Event::Hook {
+                group,
+                node,
+                step,
+                pgid,
+                host: crate::journal::hostname(),
+            },
+            true,
+        )
+        .await
     }
 
     /// Records that node `n` of group `g` is back with every step done.

@@ -15,7 +15,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
@@ -38,8 +38,6 @@ fn tail_line(line: String) -> String {
         ),
     }
 }
-/// How long a killed hook gets between SIGTERM and SIGKILL.
-const KILL_GRACE: Duration = Duration::from_secs(5);
 
 /// The values a hook sees.
 #[derive(Debug, Clone, Default)]
@@ -155,9 +153,64 @@ fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(
     })
 }
 
+/// SIGTERM to the process group `pgid` of `child`, then SIGKILL once
+/// `grace` has passed since the SIGTERM while any process of the group is
+/// left; nothing of the group outlives this call. Returns the shell's
+/// status.
+async fn stop_group(
+    child: &mut tokio::process::Child,
+    pgid: Option<Pid>,
+    grace: Duration,
+) -> Option<std::process::ExitStatus> {
+    let Some(pg) = pgid else {
+        let _ = child.start_kill();
+        return child.wait().await.ok();
+    };
+    let deadline = Instant::now() + grace;
+    let _ = killpg(pg, Signal::SIGTERM);
+    let mut status = None;
+    let mut reaped = false;
+    loop {
+        let tick =
+            Duration::from_millis(20).min(deadline.saturating_duration_since(Instant::now()));
+        if reaped {
+            tokio::time::sleep(tick).await;
+        } else if let Ok(s) = tokio::time::timeout(tick, child.wait()).await {
+            status = s.ok();
+            reaped = true;
+        }
+        // Signal 0: does any process of the group (the shell once reaped
+        // aside) still exist?
+        let left = killpg(pg, None).is_ok();
+        if reaped && !left {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = killpg(pg, Signal::SIGKILL);
+            if !reaped {
+                status = child.wait().await.ok();
+            }
+            return status;
+        }
+    }
+}
+
+/// How long a hook may run, and how long it gets to go once stopped.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Its time limit.
+    pub timeout: Duration,
+    /// From SIGTERM to SIGKILL (the plan's `hook_grace`).
+    pub grace: Duration,
+}
+
 /// Runs `template` (substituted with `vars`) under `sh -c` in `cwd`, for
-/// at most `timeout`, streaming its output into `log`. `stop` turning true
-/// kills it.
+/// at most `timeout`, streaming its output into `log`; `spawned` is sent
+/// the shell's pid (its process group) as soon as it runs. `stop` turning true
+/// (or the timeout) stops it: SIGTERM to its process group, then SIGKILL
+/// once `grace` has passed since the SIGTERM if any process of the group
+/// is still there (the shell may go at once while what it started traps
+/// TERM to clean up).
 ///
 /// # Errors
 ///
@@ -165,9 +218,10 @@ fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(
 pub(crate) async fn run(
     template: &str,
     vars: &Vars,
-    timeout: Duration,
+    Limits { timeout, grace }: Limits,
     cwd: &Path,
     log: &Arc<HookLog>,
+    spawned: Option<oneshot::Sender<u32>>,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Outcome> {
     let command = vars.substitute(template);
@@ -191,6 +245,9 @@ pub(crate) async fn run(
         .spawn()
         .map_err(|e| Error::Failed(format!("{label}: cannot run sh -c {command:?}: {e}")))?;
     let pgid = child.id().map(|p| Pid::from_raw(p as i32));
+    if let (Some(tx), Some(pid)) = (spawned, child.id()) {
+        let _ = tx.send(pid);
+    }
     let tail = Arc::new(Mutex::new(VecDeque::new()));
     let readers = [
         child
@@ -218,24 +275,7 @@ pub(crate) async fn run(
         Some(s) => Some(s),
         None => {
             // Out of time or stopped: the whole process group goes.
-            if let Some(pg) = pgid {
-                let _ = killpg(pg, Signal::SIGTERM);
-            }
-            let status = match tokio::time::timeout(KILL_GRACE, child.wait()).await {
-                Ok(s) => s.ok(),
-                Err(_) => {
-                    if let Some(pg) = pgid {
-                        let _ = killpg(pg, Signal::SIGKILL);
-                    }
-                    child.wait().await.ok()
-                }
-            };
-            // The shell may have gone on SIGTERM while a child it started
-            // ignores it: nothing of the group outlives the hook.
-            if let Some(pg) = pgid {
-                let _ = killpg(pg, Signal::SIGKILL);
-            }
-            status
+            stop_group(&mut child, pgid, grace).await
         }
     };
     // A background process the hook started may keep its output open: do
@@ -303,9 +343,10 @@ mod tests {
         let o = run(
             "echo {node} {address} {group}; echo \"$LBCTL_NODE $LBCTL_ADDRESS $LBCTL_GROUP $LBCTL_STEP\" >&2; for i in $(seq 1 30); do echo line$i; done; exit 3",
             &vars(),
-            Duration::from_secs(10),
+            Limits { timeout: Duration::from_secs(10), grace: Duration::from_millis(500) },
             dir.path(),
             &log,
+            None,
             &mut rx,
         )
         .await
@@ -336,9 +377,13 @@ mod tests {
         let o = run(
             "head -c 10000000 /dev/zero | tr '\\0' x; echo; echo done; exit 1",
             &vars(),
-            Duration::from_secs(30),
+            Limits {
+                timeout: Duration::from_secs(30),
+                grace: Duration::from_millis(500),
+            },
             dir.path(),
             &log,
+            None,
             &mut rx,
         )
         .await
@@ -381,9 +426,13 @@ mod tests {
                 pidfile.display()
             ),
             &vars(),
-            Duration::from_millis(300),
+            Limits {
+                timeout: Duration::from_millis(300),
+                grace: Duration::from_millis(500),
+            },
             dir.path(),
             &log,
+            None,
             &mut rx,
         )
         .await
@@ -427,9 +476,13 @@ mod tests {
         let o = run(
             "sleep 30",
             &vars(),
-            Duration::from_secs(60),
+            Limits {
+                timeout: Duration::from_secs(60),
+                grace: Duration::from_millis(500),
+            },
             dir.path(),
             &log,
+            None,
             &mut rx,
         )
         .await

@@ -98,6 +98,9 @@ pub struct RollingOptions {
     /// stopped on, left out of the rest of the run as they are (out of
     /// rotation), each named in a warning.
     pub skip: Vec<String>,
+    /// With `resume`: kill (SIGKILL) the hooks of the resumed runs that
+    /// still run although their lbctl is gone, instead of refusing.
+    pub kill_stale_hooks: bool,
 }
 
 /// Asks a running upgrade to stop: nothing new begins, the running hook is

@@ -594,16 +594,38 @@ impl Exec<'_> {
         let mut vars = vars(self.fleet(), g, n, step);
         vars.run = self.run_id.clone();
         let mut stop = self.stop.clone();
-        let o = hooks::run(
-            &hook.command,
-            &vars,
-            hook.timeout,
-            &self.cwd,
-            &self.log,
-            &mut stop,
-        )
-        .await
-        .map_err(|e| Fail::new(e.to_string()))?;
+        // The hook's process group goes into the journal as soon as it
+        // runs: a --resume or recover after lbctl is killed looks for it.
+        let (spawned, pgid) = tokio::sync::oneshot::channel();
+        let record = async {
+            match pgid.await {
+                Ok(pgid) => {
+                    let (gn, nn) = (g.map_or("", |g| g.name.as_str()), n.unwrap_or(""));
+                    self.journal.hook(gn, nn, step, pgid).await
+                }
+                Err(_) => Ok(()),
+            }
+        };
+        let limits = hooks::Limits {
+            timeout: hook.timeout,
+            grace: self.r.plan.hook_grace,
+        };
+        let (o, recorded) = tokio::join!(
+            hooks::run(
+                &hook.command,
+                &vars,
+                limits,
+                &self.cwd,
+                &self.log,
+                Some(spawned),
+                &mut stop,
+            ),
+            record
+        );
+        if let Err(e) = recorded {
+            tracing::warn!("cannot journal the hook's process group: {e}");
+        }
+        let o = o.map_err(|e| Fail::new(e.to_string()))?;
         if o.ok() {
             return Ok(Done {
                 exit_code: o.exit_code,
@@ -633,6 +655,7 @@ impl Exec<'_> {
             zdu: self.zdu.as_ref(),
             log: &self.log,
             cwd: &self.cwd,
+            grace: self.r.plan.hook_grace,
         };
         let mut stop = self.stop.clone();
         let (rep, err) = gate::check(gt, &vars, &cx, &mut stop).await;
