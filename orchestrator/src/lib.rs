@@ -19,7 +19,7 @@ pub use duration::{format_duration, parse_duration};
 pub use error::{Error, ExitCode, Result};
 pub use fleet::{
     DrainOptions, Fleet, FleetBalancer, FleetBuilder, Node, Progress, Refusal, Settings,
-    UndrainOptions,
+    UNREACHABLE_GRACE, UndrainOptions,
 };
 pub use inventory::Inventory;
 pub use plan::Plan;

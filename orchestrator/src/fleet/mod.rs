@@ -5,6 +5,7 @@
 
 mod guard;
 mod ops;
+mod reach;
 mod recover;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,6 +22,7 @@ use crate::report::*;
 
 pub use crate::engine::FleetBalancer;
 pub use guard::Refusal;
+pub use reach::UNREACHABLE_GRACE;
 
 /// One node: a server that balancers send traffic to.
 #[derive(Debug, Clone, PartialEq, Eq)]

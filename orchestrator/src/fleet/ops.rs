@@ -6,6 +6,7 @@ use std::time::Duration;
 use lb_core::{AdminState, Health, Member};
 use tokio::time::Instant;
 
+use super::reach::{Down, Reach, describe};
 use super::{Fleet, FleetBalancer, Node, Target};
 use crate::engine::Snapshot;
 use crate::engine::journal::EndStatus;
@@ -56,8 +57,13 @@ impl Fleet {
             .collect()
     }
 
-    /// Waits until `ok` holds for every target (those `skip` leaves out
-    /// aside). Returns the final read.
+    /// Waits until `ok` holds for every target. Returns the final read.
+    ///
+    /// A balancer that stops answering is retried for
+    /// [`UNREACHABLE_GRACE`](super::reach::UNREACHABLE_GRACE), then the
+    /// wait ends with [`Error::Unreachable`] naming it, since when and
+    /// what this run left on it; its figures from before are never shown
+    /// as current.
     async fn wait_for(
         &self,
         what: &str,
@@ -88,11 +94,22 @@ impl Fleet {
             timeout,
             poll: self.settings.poll_interval,
         };
+        let reach = Reach::new(self.balancers(), targets.iter().map(|t| t.bal).collect());
+        let unreachable = |at_deadline: bool| {
+            reach
+                .unreachable(at_deadline)
+                .map(|(b, down)| self.unreachable(what, b, &down, targets))
+        };
         let r = await_condition(
             opts,
-            || self.read_all(),
+            || async {
+                match reach.read().await {
+                    Err(e) if is_transient(&e) => Err(unreachable(false).unwrap_or(e)),
+                    r => r,
+                }
+            },
             |snap| pending(snap).is_empty(),
-            |e: &Error| matches!(e, Error::Balancer(b) if b.is_transient()),
+            is_transient,
             |snap| {
                 if let Some(p) = &self.progress {
                     p.waiting(what, &pending(snap));
@@ -105,9 +122,48 @@ impl Fleet {
         }
         match r {
             Ok(s) => Ok(s),
+            Err(WaitError::TimedOut(_)) if let Some(e) = unreachable(true) => Err((None, Some(e))),
             Err(WaitError::TimedOut(last)) => Err((last, None)),
             Err(WaitError::Failed(e)) => Err((None, Some(e))),
         }
+    }
+
+    /// The error for balancer `b`, down since `down`, in a wait for
+    /// `what`: what this run left on it and how to recover.
+    fn unreachable(
+        &self,
+        what: &str,
+        b: &FleetBalancer,
+        down: &Down,
+        targets: &[&Target],
+    ) -> Error {
+        let on_b: Vec<&&Target> = targets
+            .iter()
+            .filter(|t| self.balancers()[t.bal].name == b.name)
+            .collect();
+        let members = on_b
+            .iter()
+            .map(|t| format!("{} {}", b.name, t.r()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut nodes: Vec<&str> = on_b.iter().map(|t| t.node.as_str()).collect();
+        nodes.dedup();
+        let nodes = nodes.join(" ");
+        let left = if what == "draining" {
+            format!(
+                "left out of rotation (drain): {members}; once {} answers again, run `lbctl drain \
+                 {nodes}` to finish draining or `lbctl undrain {nodes}` to put it back",
+                b.name
+            )
+        } else {
+            format!(
+                "set ready before it stopped answering: {members}; once {} answers again, \
+                 `lbctl status {nodes}` shows whether it routes to them (`lbctl undrain {nodes}` \
+                 again if not)",
+                b.name
+            )
+        };
+        Error::Unreachable(format!("{} while {what}; {left}", describe(b, down)))
     }
 
     fn describe_pending(
@@ -377,6 +433,11 @@ impl Fleet {
         let idx: BTreeSet<usize> = targets.iter().map(|t| t.bal).collect();
         idx.into_iter().map(|i| &self.balancers()[i]).collect()
     }
+}
+
+/// Whether a failed read is worth another try within the wait.
+fn is_transient(e: &Error) -> bool {
+    matches!(e, Error::Balancer(b) if b.is_transient())
 }
 
 /// The writes that set `to` on `targets[i]` for each `i` of `which`.

@@ -1,0 +1,197 @@
+//! Drained means drained: what happens to a drain's wait when the balancer
+//! reloads or dies under it, tried against real daemons.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Output, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::{Env, admin_bits, haproxy_section, stderr, text};
+use lb_lab::{Backend, Haproxy, HaproxyOptions, Pools, http};
+
+fn nodes_section(backends: &[Backend]) -> String {
+    backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| format!("[nodes.node{}]\naddress = \"{}\"\n\n", i + 1, b.addr()))
+        .collect()
+}
+
+/// A lab HAProxy that keeps its servers' state across reloads in `state`.
+fn haproxy_keeping_state(backends: &[Backend], state: &Path) -> Haproxy {
+    let opts = HaproxyOptions {
+        global: vec![format!("server-state-file {}", state.display())],
+        defaults: vec!["load-server-state-from-file global".into()],
+        ..HaproxyOptions::default()
+    };
+    Haproxy::start_with(&Pools::new().pool("app", backends), &opts)
+}
+
+/// One slow request on each of the three nodes (round robin); returns
+/// once node2's is in flight. Each thread yields the backend that
+/// answered, the status (or the error) and when it finished.
+fn slow_requests(
+    hap: &Haproxy,
+    backends: &[Backend],
+    ms: u64,
+) -> Vec<JoinHandle<(Option<String>, Result<u16, String>, Instant)>> {
+    let url = format!("{}slow?ms={ms}", hap.frontend_url("app"));
+    let slow = (0..3)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || match http::get(&url) {
+                Ok(r) => (
+                    r.header("x-backend").map(str::to_string),
+                    Ok(r.status),
+                    Instant::now(),
+                ),
+                Err(e) => (None, Err(e.to_string()), Instant::now()),
+            })
+        })
+        .collect();
+    while backends[1].in_flight() == 0 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    slow
+}
+
+fn spawn(env: &Env, args: &[&str]) -> Child {
+    env.cmd(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until lbctl has set node2 to drain (HAProxy's forced-drain bit).
+fn until_draining(hap: &Haproxy, lbctl: &mut Child) {
+    while admin_bits(hap, "node2") & 8 == 0 {
+        if let Some(code) = lbctl.try_wait().unwrap() {
+            panic!("lbctl ended ({code}) before node2 was draining");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits for lbctl to end and notes when it did.
+fn finish(child: Child) -> (Output, Instant) {
+    let out = child.wait_with_output().unwrap();
+    (out, Instant::now())
+}
+
+/// When node2's slow request completed, asserting it completed with 200.
+fn node2_finished(
+    slow: Vec<JoinHandle<(Option<String>, Result<u16, String>, Instant)>>,
+) -> Instant {
+    let results: Vec<_> = slow.into_iter().map(|t| t.join().unwrap()).collect();
+    let (_, status, at) = results
+        .iter()
+        .find(|(b, _, _)| b.as_deref() == Some("node2"))
+        .unwrap_or_else(|| panic!("no answer from node2: {results:?}"));
+    assert_eq!(status, &Ok(200), "node2's request in flight completed");
+    *at
+}
+
+#[test]
+fn a_balancer_killed_during_the_wait_is_named_unreachable_not_timed_out() {
+    let backends = Backend::start_many(3);
+    let hap = Haproxy::start(&Pools::new().pool("app", &backends));
+    let env = Env::new(&(nodes_section(&backends) + &haproxy_section("edge", &hap.admin_socket())));
+    let slow = slow_requests(&hap, &backends, 30_000);
+    let mut lbctl = spawn(&env, &["drain", "node2", "--timeout", "20s"]);
+    until_draining(&hap, &mut lbctl);
+    hap.crash();
+    let (out, _) = finish(lbctl);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "exit 1, not a timeout: {err}");
+    let lower = err.to_lowercase();
+    assert!(
+        err.contains("haproxy `edge` unreachable since"),
+        "names the balancer: {err}"
+    );
+    assert!(
+        lower.contains("connection refused") || lower.contains("no such file"),
+        "says why: {err}"
+    );
+    assert!(
+        err.contains("app/node2"),
+        "names what is left out of rotation: {err}"
+    );
+    assert!(
+        err.contains("lbctl undrain node2"),
+        "says how to recover: {err}"
+    );
+    assert!(
+        !err.contains("active 1") && !err.contains("timed out"),
+        "no stale figures: {err}"
+    );
+    drop(slow);
+}
+
+#[test]
+fn a_reload_during_the_wait_without_a_master_socket_waits_for_the_old_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("servers.state");
+    let backends = Backend::start_many(3);
+    let hap = haproxy_keeping_state(&backends, &state);
+    let env = Env::new(
+        &(nodes_section(&backends)
+            + &haproxy_section("edge", &hap.admin_socket())
+            + &format!("state_file = \"{}\"\n", state.display())),
+    );
+    let slow = slow_requests(&hap, &backends, 3_000);
+    let mut lbctl = spawn(&env, &["drain", "node2", "--timeout", "30s"]);
+    until_draining(&hap, &mut lbctl);
+    hap.reload();
+    let (out, returned) = finish(lbctl);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let finished = node2_finished(slow);
+    assert!(
+        returned >= finished,
+        "lbctl called node2 drained {:?} before its request completed",
+        finished - returned
+    );
+    assert!(
+        stderr(&out).contains("reloaded"),
+        "says the reload was seen: {}",
+        stderr(&out)
+    );
+    assert!(text(&out.stdout).contains("node2: drained"));
+}
+
+#[test]
+fn with_the_master_socket_an_old_worker_s_connections_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("servers.state");
+    let backends = Backend::start_many(3);
+    let hap = haproxy_keeping_state(&backends, &state);
+    let env = Env::new(
+        &(nodes_section(&backends)
+            + &haproxy_section("edge", &hap.admin_socket())
+            + &format!(
+                "state_file = \"{}\"\nmaster_socket = \"{}\"\n",
+                state.display(),
+                hap.master_socket().display()
+            )),
+    );
+    let slow = slow_requests(&hap, &backends, 3_000);
+    let mut lbctl = spawn(&env, &["drain", "node2", "--timeout", "30s"]);
+    until_draining(&hap, &mut lbctl);
+    hap.reload();
+    // The new worker has no connection to node2; the old one still has.
+    let v = env.json(&["status", "node2"]);
+    assert_eq!(
+        v["nodes"][0]["members"][0]["active"], 1,
+        "the old worker's connection: {v}"
+    );
+    let (out, returned) = finish(lbctl);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let finished = node2_finished(slow);
+    assert!(
+        returned >= finished,
+        "lbctl called node2 drained {:?} before its request completed",
+        finished - returned
+    );
+}
