@@ -8,8 +8,8 @@ use std::process::{Child, Output, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{Env, admin_bits, haproxy_section, stderr, text};
-use lb_lab::{Backend, Haproxy, HaproxyOptions, Pools, http};
+use common::{Env, admin_bits, haproxy_section, nginx_section, stderr, text};
+use lb_lab::{Backend, Haproxy, HaproxyOptions, Nginx, Pools, http};
 
 fn nodes_section(backends: &[Backend]) -> String {
     backends
@@ -194,4 +194,39 @@ fn with_the_master_socket_an_old_worker_s_connections_count() {
         "lbctl called node2 drained {:?} before its request completed",
         finished - returned
     );
+}
+
+/// The process title nginx gave `pid`, or `None` once it exited.
+fn title(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+    Some(String::from_utf8_lossy(&raw[..end]).trim_end().to_string())
+}
+
+#[test]
+fn nginx_undrain_returns_once_the_old_workers_stopped_accepting() {
+    let backends = Backend::start_many(3);
+    let ngx = Nginx::start(&Pools::new().pool("app", &backends));
+    let env = Env::new(&(nodes_section(&backends) + &nginx_section("front", &ngx)));
+    for round in 0..6 {
+        env.ok(&["drain", "node3"]);
+        let before = ngx.workers();
+        env.ok(&["undrain", "node3"]);
+        for pid in &before {
+            let t = title(*pid);
+            assert!(
+                t.as_deref() != Some("nginx: worker process"),
+                "round {round}: undrain returned while worker {pid}, which holds the \
+                 configuration without node3, still accepts ({t:?})"
+            );
+        }
+        let hits = backends[2].hits();
+        for _ in 0..40 {
+            assert_eq!(http::get(&ngx.frontend_url("app")).unwrap().status, 200);
+        }
+        assert!(
+            backends[2].hits() > hits,
+            "round {round}: none of 40 requests reached node3 after undrain returned"
+        );
+    }
 }
