@@ -81,6 +81,19 @@ impl fmt::Display for Health {
     }
 }
 
+/// Something a pool routes to that is not a member lbctl can name: see
+/// [`Balancer::unattributed`](crate::Balancer::unattributed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unattributed {
+    /// The pool it is in.
+    pub pool: String,
+    /// Its text in the balancer's configuration, e.g.
+    /// `include /etc/nginx/upstream.d/app.conf`.
+    pub server: String,
+    /// Why it cannot be attributed.
+    pub why: String,
+}
+
 /// One server line in one pool, as its balancer reports it now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {

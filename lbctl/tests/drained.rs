@@ -230,3 +230,75 @@ fn nginx_undrain_returns_once_the_old_workers_stopped_accepting() {
         );
     }
 }
+
+#[test]
+fn an_nginx_server_named_by_host_name_is_the_node_its_name_resolves_to() {
+    let backends = Backend::start_many(3);
+    let pool = lb_lab::PoolSpec::new("app")
+        .member("node1", backends[0].addr())
+        .member("node3", backends[2].addr())
+        .directive(&format!("server localhost:{};", backends[1].port()));
+    let ngx = Nginx::start(&Pools::new().with(pool));
+    let env = Env::new(&(nodes_section(&backends) + &nginx_section("front", &ngx)));
+    let out = env.ok(&["drain", "node2"]);
+    assert!(
+        text(&out.stdout).contains(&format!("localhost:{}", backends[1].port())),
+        "the report names the member: {}",
+        text(&out.stdout)
+    );
+    let hits = backends[1].hits();
+    for _ in 0..40 {
+        assert_eq!(http::get(&ngx.frontend_url("app")).unwrap().status, 200);
+    }
+    assert_eq!(
+        backends[1].hits(),
+        hits,
+        "nginx sent node2 none of 40 requests"
+    );
+}
+
+#[test]
+fn a_member_lbctl_cannot_attribute_refuses_the_drain_and_status_shows_it() {
+    let backends = Backend::start_many(3);
+    let hap = Haproxy::start(&Pools::new().pool("app", &backends));
+    let scratch = tempfile::tempdir().unwrap();
+    let more = scratch.path().join("more.conf");
+    std::fs::write(&more, format!("server {};\n", backends[1].addr())).unwrap();
+    let pool = lb_lab::PoolSpec::new("app")
+        .member("node1", backends[0].addr())
+        .member("node3", backends[2].addr())
+        .directive(&format!("include {};", more.display()))
+        .directive("server unix:/run/lbctl-test-none.sock;");
+    let ngx = Nginx::start(&Pools::new().with(pool));
+    let env = Env::new(
+        &(nodes_section(&backends)
+            + &haproxy_section("edge", &hap.admin_socket())
+            + &nginx_section("front", &ngx)),
+    );
+    let upstreams = std::fs::read(ngx.upstream_file()).unwrap();
+    let out = env.run(&["drain", "node2"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "refused: {err}");
+    for needle in [
+        "front",
+        "app",
+        &format!("include {}", more.display()),
+        "unix:/run/lbctl-test-none.sock",
+        "nothing changed",
+    ] {
+        assert!(err.contains(needle), "names {needle}: {err}");
+    }
+    assert_eq!(admin_bits(&hap, "node2"), 0, "HAProxy untouched");
+    assert_eq!(std::fs::read(ngx.upstream_file()).unwrap(), upstreams);
+
+    let v = env.json(&["status"]);
+    let unmatched: Vec<String> = v["unmatched"]
+        .as_array()
+        .unwrap_or_else(|| panic!("status lists unmatched members: {v}"))
+        .iter()
+        .map(|u| format!("{} {} {}", u["balancer"], u["pool"], u["server"]))
+        .collect();
+    assert_eq!(unmatched.len(), 2, "{v}");
+    assert!(unmatched[0].contains("include"), "{unmatched:?}");
+    assert!(unmatched[1].contains("unix:"), "{unmatched:?}");
+}

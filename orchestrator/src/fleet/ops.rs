@@ -218,6 +218,7 @@ impl Fleet {
             self.engine.lock().await?
         };
         let snap = self.read_all().await?;
+        self.refuse_unmatched(&nodes, &snap)?;
         let targets = self.resolve_all(&nodes, &snap)?;
         let refusals = self.guard(&targets, &snap);
         if !refusals.is_empty() {
