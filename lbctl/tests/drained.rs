@@ -8,8 +8,8 @@ use std::process::{Child, Output, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{Env, admin_bits, haproxy_section, nginx_section, stderr, text};
-use lb_lab::{Backend, Haproxy, HaproxyOptions, Nginx, Pools, http};
+use common::{Env, admin_bits, apache_section, haproxy_section, nginx_section, stderr, text};
+use lb_lab::{Apache, Backend, Haproxy, HaproxyOptions, Nginx, Pools, http};
 
 fn nodes_section(backends: &[Backend]) -> String {
     backends
@@ -29,15 +29,14 @@ fn haproxy_keeping_state(backends: &[Backend], state: &Path) -> Haproxy {
     Haproxy::start_with(&Pools::new().pool("app", backends), &opts)
 }
 
-/// One slow request on each of the three nodes (round robin); returns
-/// once node2's is in flight. Each thread yields the backend that
-/// answered, the status (or the error) and when it finished.
-fn slow_requests(
-    hap: &Haproxy,
-    backends: &[Backend],
-    ms: u64,
-) -> Vec<JoinHandle<(Option<String>, Result<u16, String>, Instant)>> {
-    let url = format!("{}slow?ms={ms}", hap.frontend_url("app"));
+/// What a request thread yields: the backend that answered, the status
+/// (or the error) and when it finished.
+type Answered = (Option<String>, Result<u16, String>, Instant);
+
+/// One slow request on each of the three nodes (round robin) through
+/// `frontend`; returns once node2's is in flight.
+fn slow_through(frontend: &str, backends: &[Backend], ms: u64) -> Vec<JoinHandle<Answered>> {
+    let url = format!("{frontend}slow?ms={ms}");
     let slow = (0..3)
         .map(|_| {
             let url = url.clone();
@@ -82,9 +81,7 @@ fn finish(child: Child) -> (Output, Instant) {
 }
 
 /// When node2's slow request completed, asserting it completed with 200.
-fn node2_finished(
-    slow: Vec<JoinHandle<(Option<String>, Result<u16, String>, Instant)>>,
-) -> Instant {
+fn node2_finished(slow: Vec<JoinHandle<Answered>>) -> Instant {
     let results: Vec<_> = slow.into_iter().map(|t| t.join().unwrap()).collect();
     let (_, status, at) = results
         .iter()
@@ -99,7 +96,7 @@ fn a_balancer_killed_during_the_wait_is_named_unreachable_not_timed_out() {
     let backends = Backend::start_many(3);
     let hap = Haproxy::start(&Pools::new().pool("app", &backends));
     let env = Env::new(&(nodes_section(&backends) + &haproxy_section("edge", &hap.admin_socket())));
-    let slow = slow_requests(&hap, &backends, 30_000);
+    let slow = slow_through(&hap.frontend_url("app"), &backends, 30_000);
     let mut lbctl = spawn(&env, &["drain", "node2", "--timeout", "20s"]);
     until_draining(&hap, &mut lbctl);
     hap.crash();
@@ -141,7 +138,7 @@ fn a_reload_during_the_wait_without_a_master_socket_waits_for_the_old_worker() {
             + &haproxy_section("edge", &hap.admin_socket())
             + &format!("state_file = \"{}\"\n", state.display())),
     );
-    let slow = slow_requests(&hap, &backends, 3_000);
+    let slow = slow_through(&hap.frontend_url("app"), &backends, 3_000);
     let mut lbctl = spawn(&env, &["drain", "node2", "--timeout", "30s"]);
     until_draining(&hap, &mut lbctl);
     hap.reload();
@@ -176,7 +173,7 @@ fn with_the_master_socket_an_old_worker_s_connections_count() {
                 hap.master_socket().display()
             )),
     );
-    let slow = slow_requests(&hap, &backends, 3_000);
+    let slow = slow_through(&hap.frontend_url("app"), &backends, 3_000);
     let mut lbctl = spawn(&env, &["drain", "node2", "--timeout", "30s"]);
     until_draining(&hap, &mut lbctl);
     hap.reload();
@@ -301,4 +298,71 @@ fn a_member_lbctl_cannot_attribute_refuses_the_drain_and_status_shows_it() {
     assert_eq!(unmatched.len(), 2, "{v}");
     assert!(unmatched[0].contains("include"), "{unmatched:?}");
     assert!(unmatched[1].contains("unix:"), "{unmatched:?}");
+}
+
+#[test]
+fn an_apache_busy_count_left_by_a_killed_child_is_judged_stuck_and_warned() {
+    let backends = Backend::start_many(3);
+    let apache = Apache::start(&Pools::new().pool("app", &backends));
+    let env = Env::new(
+        &(nodes_section(&backends)
+            + &apache_section("web", &apache.manager_url())
+            + "busy_settle = \"2s\"\n"),
+    );
+    let _slow = slow_through(&apache.frontend_url("app"), &backends, 60_000);
+    // A child killed in the middle of a request never runs the request
+    // pool's cleanup that decrements the worker's busy count.
+    for pid in lb_lab::pids_in_group(apache.pid()) {
+        if pid != apache.pid() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    let stuck = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, v) = env.json_code(&["status", "node2"]);
+        if code == 0 && backends[1].in_flight() == 0 {
+            assert!(
+                v["nodes"][0]["members"][0]["active"].as_u64() >= Some(1),
+                "the count stuck with nothing in flight: {v}"
+            );
+            break;
+        }
+        assert!(Instant::now() < stuck, "apache did not come back: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = env.run(&["drain", "node2", "--timeout", "30s"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("judged stuck"),
+        "warns: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn apache_drain_never_cuts_a_pinned_request() {
+    let backends = Backend::start_many(3);
+    let apache = Apache::start(&Pools::new().pool("app", &backends));
+    let env = Env::new(&(nodes_section(&backends) + &apache_section("web", &apache.manager_url())));
+    for round in 0..3 {
+        let slow = slow_through(&apache.frontend_url("app"), &backends, 3_000);
+        let out = env.run(&["drain", "node2", "--timeout", "30s"]);
+        let returned = Instant::now();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "round {round}: {}",
+            stderr(&out)
+        );
+        let finished = node2_finished(slow);
+        assert!(
+            returned >= finished,
+            "round {round}: drained {:?} before node2's request completed",
+            finished - returned
+        );
+        env.ok(&["undrain", "node2"]);
+    }
 }
