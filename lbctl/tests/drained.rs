@@ -127,21 +127,26 @@ fn a_balancer_killed_during_the_wait_is_named_unreachable_not_timed_out() {
     drop(slow);
 }
 
-#[test]
-fn a_reload_during_the_wait_without_a_master_socket_waits_for_the_old_worker() {
+/// Drains node2 while a 3 s request is in flight on it, reloads HAProxy
+/// once the drain is set, lets `during` look, and asserts lbctl returned
+/// with exit 0 only after the request completed. Returns lbctl's output.
+fn drain_through_a_reload(master: bool, during: impl FnOnce(&Env)) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("servers.state");
     let backends = Backend::start_many(3);
     let hap = haproxy_keeping_state(&backends, &state);
-    let env = Env::new(
-        &(nodes_section(&backends)
-            + &haproxy_section("edge", &hap.admin_socket())
-            + &format!("state_file = \"{}\"\n", state.display())),
-    );
+    let mut inv = nodes_section(&backends)
+        + &haproxy_section("edge", &hap.admin_socket())
+        + &format!("state_file = \"{}\"\n", state.display());
+    if master {
+        inv += &format!("master_socket = \"{}\"\n", hap.master_socket().display());
+    }
+    let env = Env::new(&inv);
     let slow = slow_through(&hap.frontend_url("app"), &backends, 3_000);
     let mut lbctl = spawn(&env, &["drain", "node2", "--timeout", "30s"]);
     until_draining(&hap, &mut lbctl);
     hap.reload();
+    during(&env);
     let (out, returned) = finish(lbctl);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let finished = node2_finished(slow);
@@ -150,47 +155,30 @@ fn a_reload_during_the_wait_without_a_master_socket_waits_for_the_old_worker() {
         "lbctl called node2 drained {:?} before its request completed",
         finished - returned
     );
+    assert!(text(&out.stdout).contains("node2: drained"));
+    out
+}
+
+#[test]
+fn a_reload_during_the_wait_without_a_master_socket_waits_for_the_old_worker() {
+    let out = drain_through_a_reload(false, |_| {});
     assert!(
         stderr(&out).contains("reloaded"),
         "says the reload was seen: {}",
         stderr(&out)
     );
-    assert!(text(&out.stdout).contains("node2: drained"));
 }
 
 #[test]
 fn with_the_master_socket_an_old_worker_s_connections_count() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("servers.state");
-    let backends = Backend::start_many(3);
-    let hap = haproxy_keeping_state(&backends, &state);
-    let env = Env::new(
-        &(nodes_section(&backends)
-            + &haproxy_section("edge", &hap.admin_socket())
-            + &format!(
-                "state_file = \"{}\"\nmaster_socket = \"{}\"\n",
-                state.display(),
-                hap.master_socket().display()
-            )),
-    );
-    let slow = slow_through(&hap.frontend_url("app"), &backends, 3_000);
-    let mut lbctl = spawn(&env, &["drain", "node2", "--timeout", "30s"]);
-    until_draining(&hap, &mut lbctl);
-    hap.reload();
-    // The new worker has no connection to node2; the old one still has.
-    let v = env.json(&["status", "node2"]);
-    assert_eq!(
-        v["nodes"][0]["members"][0]["active"], 1,
-        "the old worker's connection: {v}"
-    );
-    let (out, returned) = finish(lbctl);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let finished = node2_finished(slow);
-    assert!(
-        returned >= finished,
-        "lbctl called node2 drained {:?} before its request completed",
-        finished - returned
-    );
+    drain_through_a_reload(true, |env| {
+        // The new worker has no connection to node2; the old one still has.
+        let v = env.json(&["status", "node2"]);
+        assert_eq!(
+            v["nodes"][0]["members"][0]["active"], 1,
+            "the old worker's connection: {v}"
+        );
+    });
 }
 
 /// The process title nginx gave `pid`, or `None` once it exited.
