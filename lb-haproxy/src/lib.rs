@@ -352,16 +352,23 @@ impl Haproxy {
         v
     }
 
-    /// One change: read, decide, write, read back, keep the state file.
+    /// One change in one round trip: read, write, read back in one batch,
+    /// then decide from the first read; keep the state file.
     ///
     /// `write` is the command, `done` tells from a row whether the member
-    /// is as asked, `mismatch` explains a read-back that is not.
+    /// is as asked, `mismatch` explains a read-back that is not. The write
+    /// goes out before the answer to the first read is known; when the
+    /// member already was as asked and the write still changed its row
+    /// (an inherited drain or maintenance gets a forced one on top), `undo`
+    /// gives the command that puts the row back, sent in a second batch.
+    #[allow(clippy::too_many_arguments)]
     async fn change(
         &self,
         t: &Target,
         write: String,
         weight: Option<u32>,
         done: impl Fn(&ServerState) -> bool,
+        undo: impl Fn(&ServerState, &ServerState) -> Option<String>,
         mismatch: impl Fn(&ServerState) -> HapError,
         what: &str,
     ) -> std::result::Result<Change, HapError> {
@@ -370,23 +377,31 @@ impl Haproxy {
             None => None,
         };
         let mut s = self.session().await?;
-        let a = s.run(&self.reads(t)).await?;
+        let mut cmds = vec![t.show_state(), write.clone()];
+        cmds.extend(self.reads(t));
+        let a = s.run(&cmds).await?;
         let now = t.find(&a[0], &self.socket)?;
         if done(&now) {
             tracing::debug!(balancer = %self.name, member = %t, "{what} already");
-            self.keep_state(t, a.get(1), what).await?;
+            let after = t.find(&a[2], &self.socket)?;
+            if let Some(back) = undo(&now, &after) {
+                let mut cmds = vec![back.clone()];
+                cmds.extend(self.reads(t));
+                let b = s.run(&cmds).await?;
+                t.check_write(&back, &b[0], &self.socket, None)?;
+                self.keep_state(t, b.get(2), what).await?;
+            } else {
+                self.keep_state(t, a.get(3), what).await?;
+            }
             return Ok(Change::AlreadyInState);
         }
-        let mut cmds = vec![write.clone()];
-        cmds.extend(self.reads(t));
-        let a = s.run(&cmds).await?;
-        t.check_write(&write, &a[0], &self.socket, weight)?;
-        let after = t.find(&a[1], &self.socket)?;
+        t.check_write(&write, &a[1], &self.socket, weight)?;
+        let after = t.find(&a[2], &self.socket)?;
         if !done(&after) {
             return Err(mismatch(&after));
         }
         tracing::info!(balancer = %self.name, member = %t, command = %write, "applied");
-        self.keep_state(t, a.get(2), what).await?;
+        self.keep_state(t, a.get(3), what).await?;
         Ok(Change::Applied)
     }
 
@@ -504,6 +519,17 @@ impl Balancer for Haproxy {
             write,
             None,
             |r| r.admin() == state,
+            |before, after| {
+                // `ready` clears both forced bits, `drain` sets the drain
+                // one and clears the maintenance one.
+                (before.admin_bits != after.admin_bits).then(|| {
+                    t.set_state(if before.admin_bits & parse::ADMIN_FORCED_DRAIN != 0 {
+                        AdminState::Drain
+                    } else {
+                        AdminState::Ready
+                    })
+                })
+            },
             |r| HapError::StateReadBack {
                 command: cmd.clone(),
                 pool: t.pool.clone(),
@@ -535,6 +561,7 @@ impl Balancer for Haproxy {
             write,
             Some(weight),
             |r| r.weight == weight,
+            |_, _| None,
             |r| HapError::WeightReadBack {
                 command: cmd.clone(),
                 pool: t.pool.clone(),

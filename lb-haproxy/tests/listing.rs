@@ -257,3 +257,42 @@ async fn unknown_pools_and_members_are_not_found_everywhere() {
     assert!(matches!(e, Error::InvalidInput { .. }), "{e}");
     assert!(e.to_string().contains("0 to 256"), "{e}");
 }
+
+/// `set_state` sends its read, its write and its read-back in one batch,
+/// so the write goes out before the read is known: a maint that finds a
+/// server already in inherited maintenance must still leave it as it was
+/// (no forced maintenance on top), so it follows the server it tracks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_maint_that_finds_inherited_maintenance_leaves_it_inherited() {
+    let backends = Backend::start_many(2);
+    let mut pool = PoolSpec::new("app");
+    for (b, extra) in backends.iter().zip(["check inter 200", "track app/node1"]) {
+        pool.members.push(MemberSpec {
+            name: b.id().into(),
+            addr: b.addr(),
+            weight: None,
+            extra: extra.into(),
+        });
+    }
+    let lab = lb_lab::Haproxy::start_with(&Pools::new().with(pool), &no_checks());
+    let lb = on_unix(&lab);
+    let (node1, node2) = (mref("app", "node1"), mref("app", "node2"));
+    lb.set_state(&node1, AdminState::Maint).await.unwrap();
+    let bits = || {
+        lab.command("show servers state app")
+            .lines()
+            .find(|l| l.split(' ').nth(3) == Some("node2"))
+            .and_then(|l| l.split(' ').nth(6).map(str::to_owned))
+            .unwrap()
+    };
+    assert_eq!(bits(), "2", "inherited maintenance only");
+    for s in [AdminState::Maint, AdminState::Maint] {
+        assert_eq!(
+            lb.set_state(&node2, s).await.unwrap(),
+            Change::AlreadyInState
+        );
+        assert_eq!(bits(), "2", "no forced maintenance added");
+    }
+    lb.set_state(&node1, AdminState::Ready).await.unwrap();
+    assert_eq!(member(&lb, "app", "node2").await.admin, AdminState::Ready);
+}
