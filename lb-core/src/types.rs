@@ -169,7 +169,10 @@ impl fmt::Display for MemberRef {
 pub enum Change {
     /// The balancer was changed.
     Applied,
-    /// The member already was in the requested state; nothing was sent.
+    /// The member already was in the requested state; nothing on the
+    /// balancer changed. (A driver may have sent a write that found it so,
+    /// in the same round trip as its read: lb-haproxy does; it never
+    /// leaves the member otherwise than it found it.)
     AlreadyInState,
 }
 
