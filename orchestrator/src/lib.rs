@@ -18,7 +18,7 @@ use std::path::Path;
 pub use duration::{format_duration, parse_duration};
 pub use error::{Error, ExitCode, Result};
 pub use fleet::{
-    DrainOptions, Fleet, FleetBalancer, FleetBuilder, Node, Progress, Refusal, Settings,
+    DrainOptions, FAST_POLL, Fleet, FleetBalancer, FleetBuilder, Node, Progress, Refusal, Settings,
     UNREACHABLE_GRACE, UndrainOptions,
 };
 pub use inventory::Inventory;
@@ -27,7 +27,7 @@ pub use rebalance::{RebalanceOptions, RebalanceReport, Strategy};
 pub use rolling::{
     GateReport, Rolling, RollingError, RollingOptions, RollingProgress, RollingReport, StopHandle,
 };
-pub use wait::{WaitError, WaitOptions, await_condition};
+pub use wait::{WaitError, WaitOptions, await_condition, await_condition_paced};
 
 impl Fleet {
     /// Builds the fleet an inventory describes: every balancer through its

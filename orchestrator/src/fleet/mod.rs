@@ -23,6 +23,7 @@ use crate::report::*;
 
 pub use crate::engine::FleetBalancer;
 pub use guard::Refusal;
+pub use ops::FAST_POLL;
 pub use reach::UNREACHABLE_GRACE;
 
 /// One node: a server that balancers send traffic to.

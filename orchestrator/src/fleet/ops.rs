@@ -13,7 +13,11 @@ use crate::engine::journal::EndStatus;
 use crate::error::{Error, Result};
 use crate::fleet::{DrainOptions, UndrainOptions};
 use crate::report::*;
-use crate::wait::{WaitError, WaitOptions, await_condition};
+use crate::wait::{WaitError, WaitOptions, await_condition_paced};
+
+/// How often a drain looks once every member it waits for has at most
+/// one connection left (else: `poll_interval`).
+pub const FAST_POLL: Duration = Duration::from_millis(20);
 
 impl Fleet {
     fn report(
@@ -100,7 +104,21 @@ impl Fleet {
                 .unreachable(at_deadline)
                 .map(|(b, down)| self.unreachable(what, b, &down, targets))
         };
-        let r = await_condition(
+        // Draining, with at most one connection left on each member still
+        // waited for: the end is near, look often (a read is cheap); with
+        // more left, at the configured interval.
+        let pace = |snap: &Snapshot| {
+            let p = pending(snap);
+            let near = what == "draining"
+                && !p.is_empty()
+                && p.iter().all(|(_, a)| matches!(a, Some(n) if *n <= 1));
+            if near {
+                FAST_POLL.min(opts.poll)
+            } else {
+                opts.poll
+            }
+        };
+        let r = await_condition_paced(
             opts,
             || async {
                 match reach.read().await {
@@ -115,6 +133,7 @@ impl Fleet {
                     p.waiting(what, &pending(snap));
                 }
             },
+            pace,
         )
         .await;
         if let Some(p) = &self.progress {
