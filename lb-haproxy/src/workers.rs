@@ -13,6 +13,10 @@ use crate::error::HapError;
 use crate::parse;
 use crate::transport::{Endpoint, master_command};
 
+/// How many times a refused connection to the master CLI is tried again
+/// (50 ms apart) within one read: a reload's re-exec takes that long.
+const MASTER_RETRIES: u32 = 10;
+
 /// What the workers other than the one answering the stats socket add to
 /// its figures.
 #[derive(Debug, PartialEq, Eq)]
@@ -145,13 +149,36 @@ async fn counted(
     master: &Endpoint,
     timeout: Duration,
 ) -> Result<HashMap<(String, String), u64>, HapError> {
-    let procs = master_command(master, timeout, "show proc").await?;
+    // The master re-executes itself on a reload and refuses connections
+    // for that moment: look again a few times before calling it down.
+    let mut tries = 0;
+    let procs = loop {
+        match master_command(master, timeout, "show proc").await {
+            Err(HapError::Connect { .. }) if tries < MASTER_RETRIES => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            r => break r?,
+        }
+    };
     let mut sum = HashMap::new();
     for pid in old_workers(&procs)? {
         let cmd = format!("@!{pid} show stat -1 4 -1");
         let stat = master_command(master, timeout, &cmd).await?;
         if stat.trim_start().starts_with("Can't find the target PID") {
             continue; // it exited since `show proc`
+        }
+        if stat.trim().is_empty() {
+            // A worker that exits as it is asked answers nothing: gone if
+            // the master no longer lists it, else ask again later.
+            let procs = master_command(master, timeout, "show proc").await?;
+            if !old_workers(&procs)?.contains(&pid) {
+                continue;
+            }
+            return Err(HapError::Closed {
+                endpoint: master.to_string(),
+                command: cmd,
+            });
         }
         for r in parse::stat_rows(&stat)? {
             *sum.entry((r.pool, r.name)).or_insert(0) += r.scur.unwrap_or(0);
