@@ -756,6 +756,14 @@ upstream app {\n\
 upstream other{server 10.0.0.1:80;keepalive 8;}\n";
 
     #[test]
+    fn notes_the_includes_inside_upstream_blocks() {
+        let src = b"include outside.conf;\nupstream app {\n  server 10.0.0.1:80;\n  include /etc/nginx/app.d/*.conf;\n}\n";
+        let f = UpstreamFile::parse(src).unwrap();
+        assert_eq!(f.upstreams()[0].includes(), ["/etc/nginx/app.d/*.conf"]);
+        assert_eq!(f.upstreams()[0].servers().len(), 1);
+    }
+
+    #[test]
     fn finds_upstreams_and_servers() {
         let f = UpstreamFile::parse(SAMPLE.as_bytes()).unwrap();
         let names: Vec<_> = f.upstreams().iter().map(|u| u.name()).collect();
