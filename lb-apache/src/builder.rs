@@ -28,6 +28,7 @@ pub struct ApacheBuilder {
     password: Option<Secret>,
     ca_file: Option<PathBuf>,
     timeout: Duration,
+    busy_settle: Duration,
 }
 
 impl fmt::Debug for ApacheBuilder {
@@ -56,6 +57,7 @@ impl ApacheBuilder {
             password: None,
             ca_file: None,
             timeout: DEFAULT_TIMEOUT,
+            busy_settle: crate::stuck::DEFAULT_BUSY_SETTLE,
         }
     }
 
@@ -103,6 +105,18 @@ impl ApacheBuilder {
     /// `timeout`); [`DEFAULT_TIMEOUT`] unless set.
     pub fn timeout(mut self, d: Duration) -> Self {
         self.timeout = d;
+        self
+    }
+
+    /// How long a worker out of rotation must show the same `busy`,
+    /// `elected`, `transferred` and `read` before its `busy` is judged
+    /// stuck and read as 0 (key `busy_settle`;
+    /// [`DEFAULT_BUSY_SETTLE`](crate::DEFAULT_BUSY_SETTLE), 30 s, unless
+    /// set). httpd's count drifts (`docs/apache-busy.md`); a request that
+    /// sends and receives nothing for longer than this is cut by the maint
+    /// that follows, so set it above the longest silent request.
+    pub fn busy_settle(mut self, d: Duration) -> Self {
+        self.busy_settle = d;
         self
     }
 
@@ -180,6 +194,7 @@ impl ApacheBuilder {
             timeout: self.timeout,
             client,
             persist: Mutex::new(Persist::default()),
+            stuck: crate::stuck::Stuck::new(self.busy_settle),
         })
     }
 

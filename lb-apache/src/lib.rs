@@ -3,6 +3,7 @@
 mod builder;
 mod error;
 mod settings;
+mod stuck;
 pub mod xml;
 
 use std::fmt;
@@ -23,6 +24,7 @@ use url::Url;
 pub use builder::{ApacheBuilder, DEFAULT_TIMEOUT};
 use error::ApacheError;
 pub use settings::Config;
+pub use stuck::DEFAULT_BUSY_SETTLE;
 use xml::{BalancerInfo, Manager, WorkerInfo};
 
 /// What the status page says when `BalancerPersist On` is in effect.
@@ -46,6 +48,8 @@ pub struct Apache {
     timeout: Duration,
     client: reqwest::Client,
     persist: Mutex<Persist>,
+    /// Busy counts judged stuck.
+    stuck: stuck::Stuck,
 }
 
 impl fmt::Debug for Apache {
@@ -573,7 +577,7 @@ impl Balancer for Apache {
                     address: w.address(),
                     admin: w.status.admin(),
                     health: w.status.health(),
-                    active: w.busy,
+                    active: self.stuck.active(b.pool(), w, w.status.admin()),
                     weight: w.weight(),
                 })
             })
@@ -606,6 +610,14 @@ impl Balancer for Apache {
     /// through the balancer-manager are lost on the next restart of httpd.
     /// Empty before the first read.
     fn warnings(&self) -> Vec<String> {
+        let mut w = self.stuck.notes();
+        w.extend(self.persist_warnings());
+        w
+    }
+}
+
+impl Apache {
+    fn persist_warnings(&self) -> Vec<String> {
         match &self.persist().state {
             PersistState::NotRead | PersistState::On => Vec::new(),
             PersistState::Off => vec![format!(

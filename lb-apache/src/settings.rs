@@ -39,6 +39,10 @@ pub struct Config {
     /// Connect timeout and read timeout (default 10 s).
     #[serde(default, with = "lb_core::duration::serde_opt")]
     pub timeout: Option<Duration>,
+    /// How long a worker out of rotation must show unchanged counters
+    /// before its `busy` is judged stuck (default 30 s).
+    #[serde(default, with = "lb_core::duration::serde_opt")]
+    pub busy_settle: Option<Duration>,
 }
 
 impl Driver for Apache {
@@ -55,6 +59,7 @@ impl Driver for Apache {
             .set_some(c.password_file, ApacheBuilder::password_file)
             .set_some(c.ca_file, ApacheBuilder::ca_file)
             .set_some(c.timeout, ApacheBuilder::timeout)
+            .set_some(c.busy_settle, ApacheBuilder::busy_settle)
             .build()
     }
 }

@@ -79,6 +79,12 @@ pub struct WorkerInfo {
     pub load_factor: Option<u32>,
     /// `<httpd:busy>`: requests in flight, shared across httpd's children.
     pub busy: Option<u64>,
+    /// `<httpd:elected>`: requests the balancer ever sent it.
+    pub elected: Option<u64>,
+    /// `<httpd:transferred>`: bytes sent to it.
+    pub transferred: Option<u64>,
+    /// `<httpd:read>`: bytes read from it.
+    pub read: Option<u64>,
 }
 
 impl WorkerInfo {
@@ -187,6 +193,9 @@ enum Field {
     Status,
     Route,
     Busy,
+    Elected,
+    Transferred,
+    Read,
 }
 
 fn child_tag(parent: Option<Tag>, local: &str) -> Result<Tag, ParseError> {
@@ -210,6 +219,9 @@ fn child_tag(parent: Option<Tag>, local: &str) -> Result<Tag, ParseError> {
         (Some(Tag::Worker), "status") => Tag::Leaf(Field::Status),
         (Some(Tag::Worker), "route") => Tag::Leaf(Field::Route),
         (Some(Tag::Worker), "busy") => Tag::Leaf(Field::Busy),
+        (Some(Tag::Worker), "elected") => Tag::Leaf(Field::Elected),
+        (Some(Tag::Worker), "transferred") => Tag::Leaf(Field::Transferred),
+        (Some(Tag::Worker), "read") => Tag::Leaf(Field::Read),
         _ => Tag::Other,
     })
 }
@@ -294,8 +306,13 @@ impl Builder {
                     }
                     _ => None,
                 };
-                let busy = match f {
+                let count = match f {
                     Field::Busy => Some(v.parse::<u64>().map_err(|_| bad("busy", self))?),
+                    Field::Elected => Some(v.parse::<u64>().map_err(|_| bad("elected", self))?),
+                    Field::Transferred => {
+                        Some(v.parse::<u64>().map_err(|_| bad("transferred", self))?)
+                    }
+                    Field::Read => Some(v.parse::<u64>().map_err(|_| bad("read", self))?),
                     _ => None,
                 };
                 let w = self
@@ -309,7 +326,10 @@ impl Builder {
                     Field::LoadFactor => w.load_factor = lf,
                     Field::Status => w.status = Status(v.to_owned()),
                     Field::Route => w.route = (!v.is_empty()).then(|| v.to_owned()),
-                    Field::Busy => w.busy = busy,
+                    Field::Busy => w.busy = count,
+                    Field::Elected => w.elected = count,
+                    Field::Transferred => w.transferred = count,
+                    Field::Read => w.read = count,
                     Field::BalancerName | Field::Nonce => {}
                 }
             }

@@ -14,7 +14,9 @@ pub use driver::{Driver, SetSome};
 pub use error::{Error, Result};
 pub use memory::{InMemoryBalancer, MemoryConfig, MemoryMember};
 pub use name::{MAX_NAME_LEN, escape_name, validate_name};
-pub use types::{AdminState, Capabilities, Change, DrainSignal, Health, Member, MemberRef};
+pub use types::{
+    AdminState, Capabilities, Change, DrainSignal, Health, Member, MemberRef, Unattributed,
+};
 
 use async_trait::async_trait;
 
@@ -102,6 +104,17 @@ pub trait Balancer: Send + Sync + std::fmt::Debug {
     ///
     /// Informational only; the default is none.
     fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// What this balancer routes to but cannot present as a member (an
+    /// nginx `include` inside an upstream block), as of its last read of
+    /// the members. Any node may be behind one, so the orchestrator never
+    /// calls a node drained while one exists.
+    ///
+    /// The default is none: a driver that reads every server it routes to
+    /// has nothing to add.
+    fn unattributed(&self) -> Vec<Unattributed> {
         Vec::new()
     }
 }

@@ -81,6 +81,19 @@ impl fmt::Display for Health {
     }
 }
 
+/// Something a pool routes to that is not a member lbctl can name: see
+/// [`Balancer::unattributed`](crate::Balancer::unattributed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unattributed {
+    /// The pool it is in.
+    pub pool: String,
+    /// Its text in the balancer's configuration, e.g.
+    /// `include /etc/nginx/upstream.d/app.conf`.
+    pub server: String,
+    /// Why it cannot be attributed.
+    pub why: String,
+}
+
 /// One server line in one pool, as its balancer reports it now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
@@ -156,7 +169,10 @@ impl fmt::Display for MemberRef {
 pub enum Change {
     /// The balancer was changed.
     Applied,
-    /// The member already was in the requested state; nothing was sent.
+    /// The member already was in the requested state; nothing on the
+    /// balancer changed. (A driver may have sent a write that found it so,
+    /// in the same round trip as its read: lb-haproxy does; it never
+    /// leaves the member otherwise than it found it.)
     AlreadyInState,
 }
 

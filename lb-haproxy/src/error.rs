@@ -45,6 +45,15 @@ pub(crate) enum HapError {
         source: std::io::Error,
     },
 
+    #[error(
+        "HAProxy reloaded during this run (worker {old} → {new}) and this host cannot see \
+         whether the old worker still serves connections (the stats socket is not local, or \
+         HAProxy's PIDs are another namespace's): it is never called drained on the new \
+         worker's figures alone; set master_socket to HAProxy's master CLI (`haproxy -W -S \
+         /run/haproxy-master.sock`) so every worker's connections are counted"
+    )]
+    ReloadUnseen { old: String, new: u32 },
+
     #[error("{endpoint} closed the connection before answering `{command}`")]
     Closed { endpoint: String, command: String },
 
@@ -147,6 +156,7 @@ impl HapError {
             | HapError::Io { .. }
             | HapError::Closed { .. }
             | HapError::StateFile { .. } => E::unavailable(balancer, msg()),
+            HapError::ReloadUnseen { .. } => E::conflict(balancer, msg()),
             HapError::NoSuchPool { .. } | HapError::NoSuchMember { .. } => {
                 E::not_found(balancer, msg())
             }

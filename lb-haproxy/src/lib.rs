@@ -4,6 +4,7 @@ mod error;
 pub mod parse;
 mod settings;
 mod transport;
+mod workers;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use lb_core::{AdminState, Balancer, Capabilities, Change, DrainSignal, Member, M
 use crate::error::HapError;
 use crate::parse::ServerState;
 use crate::transport::{Endpoint, Session};
+use crate::workers::{Others, Workers};
 
 pub use settings::Config;
 
@@ -36,6 +38,10 @@ pub struct Haproxy {
     socket: String,
     timeout: Duration,
     state_file: Option<PathBuf>,
+    /// The master CLI, as shown in messages.
+    master_socket: Option<String>,
+    /// Every worker that may still hold connections.
+    workers: Workers,
     /// Serialises changes while a state file is kept, so that the file is
     /// always written from the newest state.
     state_lock: tokio::sync::Mutex<()>,
@@ -48,6 +54,7 @@ impl fmt::Debug for Haproxy {
             .field("socket", &self.endpoint)
             .field("timeout", &self.timeout)
             .field("state_file", &self.state_file)
+            .field("master_socket", &self.master_socket)
             .finish()
     }
 }
@@ -59,6 +66,7 @@ pub struct HaproxyBuilder {
     socket: Option<String>,
     timeout: Duration,
     state_file: Option<PathBuf>,
+    master_socket: Option<String>,
 }
 
 impl HaproxyBuilder {
@@ -86,6 +94,19 @@ impl HaproxyBuilder {
         self
     }
 
+    /// HAProxy's master CLI (inventory key `master_socket`; optional): the
+    /// socket given to `haproxy -W -S`, as `/path`, `unix:///path` or
+    /// `tcp://host:port`. With it, a member's `active` counts the
+    /// connections of every worker, the old ones still finishing after a
+    /// reload included (`show proc`, `@!PID show stat`). Without it, a
+    /// reload seen during a run makes `active` unknown until the old
+    /// worker exits (when its PID is visible on this host), or is an
+    /// error (when it is not).
+    pub fn master_socket(mut self, s: &str) -> Self {
+        self.master_socket = Some(s.to_owned());
+        self
+    }
+
     /// Checks every setting.
     ///
     /// # Errors
@@ -107,9 +128,15 @@ impl HaproxyBuilder {
         if let Some(p) = &self.state_file {
             check_state_file(p).map_err(bad)?;
         }
+        let master = match &self.master_socket {
+            Some(m) => Some(Endpoint::parse(m).map_err(|e| bad(format!("master_socket: {e}")))?),
+            None => None,
+        };
         Ok(Haproxy {
             name,
             socket: endpoint.to_string(),
+            master_socket: master.as_ref().map(Endpoint::to_string),
+            workers: Workers::new(master, &endpoint),
             endpoint,
             timeout: self.timeout,
             state_file: self.state_file,
@@ -271,7 +298,7 @@ impl Haproxy {
     ///     .unwrap();
     /// assert_eq!(
     ///     format!("{lb:?}"),
-    ///     r#"Haproxy { name: "edge", socket: "unix:///run/haproxy/admin.sock", timeout: 2s, state_file: None }"#
+    ///     r#"Haproxy { name: "edge", socket: "unix:///run/haproxy/admin.sock", timeout: 2s, state_file: None, master_socket: None }"#
     /// );
     /// ```
     pub fn builder(name: &str) -> HaproxyBuilder {
@@ -280,6 +307,7 @@ impl Haproxy {
             socket: None,
             timeout: DEFAULT_TIMEOUT,
             state_file: None,
+            master_socket: None,
         }
     }
 
@@ -324,16 +352,23 @@ impl Haproxy {
         v
     }
 
-    /// One change: read, decide, write, read back, keep the state file.
+    /// One change in one round trip: read, write, read back in one batch,
+    /// then decide from the first read; keep the state file.
     ///
     /// `write` is the command, `done` tells from a row whether the member
-    /// is as asked, `mismatch` explains a read-back that is not.
+    /// is as asked, `mismatch` explains a read-back that is not. The write
+    /// goes out before the answer to the first read is known; when the
+    /// member already was as asked and the write still changed its row
+    /// (an inherited drain or maintenance gets a forced one on top), `undo`
+    /// gives the command that puts the row back, sent in a second batch.
+    #[allow(clippy::too_many_arguments)]
     async fn change(
         &self,
         t: &Target,
         write: String,
         weight: Option<u32>,
         done: impl Fn(&ServerState) -> bool,
+        undo: impl Fn(&ServerState, &ServerState) -> Option<String>,
         mismatch: impl Fn(&ServerState) -> HapError,
         what: &str,
     ) -> std::result::Result<Change, HapError> {
@@ -342,23 +377,31 @@ impl Haproxy {
             None => None,
         };
         let mut s = self.session().await?;
-        let a = s.run(&self.reads(t)).await?;
+        let mut cmds = vec![t.show_state(), write.clone()];
+        cmds.extend(self.reads(t));
+        let a = s.run(&cmds).await?;
         let now = t.find(&a[0], &self.socket)?;
         if done(&now) {
             tracing::debug!(balancer = %self.name, member = %t, "{what} already");
-            self.keep_state(t, a.get(1), what).await?;
+            let after = t.find(&a[2], &self.socket)?;
+            if let Some(back) = undo(&now, &after) {
+                let mut cmds = vec![back.clone()];
+                cmds.extend(self.reads(t));
+                let b = s.run(&cmds).await?;
+                t.check_write(&back, &b[0], &self.socket, None)?;
+                self.keep_state(t, b.get(2), what).await?;
+            } else {
+                self.keep_state(t, a.get(3), what).await?;
+            }
             return Ok(Change::AlreadyInState);
         }
-        let mut cmds = vec![write.clone()];
-        cmds.extend(self.reads(t));
-        let a = s.run(&cmds).await?;
-        t.check_write(&write, &a[0], &self.socket, weight)?;
-        let after = t.find(&a[1], &self.socket)?;
+        t.check_write(&write, &a[1], &self.socket, weight)?;
+        let after = t.find(&a[2], &self.socket)?;
         if !done(&after) {
             return Err(mismatch(&after));
         }
         tracing::info!(balancer = %self.name, member = %t, command = %write, "applied");
-        self.keep_state(t, a.get(2), what).await?;
+        self.keep_state(t, a.get(3), what).await?;
         Ok(Change::Applied)
     }
 
@@ -435,6 +478,7 @@ impl Balancer for Haproxy {
             let cmds = [
                 "show stat -1 4 -1".to_owned(),
                 "show servers state".to_owned(),
+                "show info".to_owned(),
             ];
             let a = s.run(&cmds).await?;
             let ep = &self.socket;
@@ -443,7 +487,23 @@ impl Balancer for Haproxy {
                     return Err(e);
                 }
             }
-            parse::join(&a[0], &a[1])
+            let mut members = parse::join(&a[0], &a[1])?;
+            match self.workers.others(&a[2], self.timeout).await? {
+                Others::Counted(old) => {
+                    for m in &mut members {
+                        let key = (m.pool.clone(), m.name.clone());
+                        if let (Some(a), Some(o)) = (&mut m.active, old.get(&key)) {
+                            *a += o;
+                        }
+                    }
+                }
+                Others::Uncounted(_) => {
+                    for m in &mut members {
+                        m.active = None;
+                    }
+                }
+            }
+            Ok(members)
         };
         run.await
             .map_err(|e| e.into_core(&self.name, "list members"))
@@ -459,6 +519,17 @@ impl Balancer for Haproxy {
             write,
             None,
             |r| r.admin() == state,
+            |before, after| {
+                // `ready` clears both forced bits, `drain` sets the drain
+                // one and clears the maintenance one.
+                (before.admin_bits != after.admin_bits).then(|| {
+                    t.set_state(if before.admin_bits & parse::ADMIN_FORCED_DRAIN != 0 {
+                        AdminState::Drain
+                    } else {
+                        AdminState::Ready
+                    })
+                })
+            },
             |r| HapError::StateReadBack {
                 command: cmd.clone(),
                 pool: t.pool.clone(),
@@ -490,6 +561,7 @@ impl Balancer for Haproxy {
             write,
             Some(weight),
             |r| r.weight == weight,
+            |_, _| None,
             |r| HapError::WeightReadBack {
                 command: cmd.clone(),
                 pool: t.pool.clone(),
@@ -503,14 +575,21 @@ impl Balancer for Haproxy {
     }
 
     fn warnings(&self) -> Vec<String> {
-        match self.state_file {
+        let mut w = match self.state_file {
             Some(_) => Vec::new(),
             None => vec![format!(
                 "{}: no state_file is set: drains, maintenance and weights set at runtime \
                  are lost when HAProxy reloads",
                 self.name
             )],
-        }
+        };
+        w.extend(
+            self.workers
+                .notes()
+                .into_iter()
+                .map(|n| format!("{}: {n}", self.name)),
+        );
+        w
     }
 }
 

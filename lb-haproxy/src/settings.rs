@@ -31,6 +31,9 @@ pub struct Config {
     pub timeout: Option<Duration>,
     /// Where to write `show servers state` after every change.
     pub state_file: Option<PathBuf>,
+    /// HAProxy's master CLI (`haproxy -W -S PATH`): count the connections
+    /// of every worker, old ones after a reload included.
+    pub master_socket: Option<String>,
 }
 
 impl Driver for Haproxy {
@@ -43,6 +46,7 @@ impl Driver for Haproxy {
             .socket(&c.socket)
             .set_some(c.timeout, HaproxyBuilder::timeout)
             .set_some(c.state_file, HaproxyBuilder::state_file)
+            .set_some(c.master_socket.as_deref(), HaproxyBuilder::master_socket)
             .build()
     }
 }

@@ -85,6 +85,22 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// Whether HAProxy runs on this host as far as the address tells: a
+    /// unix socket, or TCP on a loopback address.
+    pub(crate) fn is_local(&self) -> bool {
+        match self {
+            Endpoint::Unix(_) => true,
+            Endpoint::Tcp { host, .. } => {
+                host == "localhost"
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|a| a.is_loopback())
+            }
+        }
+    }
+}
+
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -108,6 +124,79 @@ enum Stream {
     Tcp(TcpStream),
 }
 
+/// Connects to `ep` within `timeout`; returns the stream and `ep` as shown.
+async fn connect(ep: &Endpoint, timeout: Duration) -> Result<(Stream, String), HapError> {
+    let endpoint = ep.to_string();
+    let connect = async {
+        match ep {
+            Endpoint::Unix(p) => UnixStream::connect(p).await.map(Stream::Unix),
+            Endpoint::Tcp { host, port } => TcpStream::connect((host.as_str(), *port))
+                .await
+                .map(Stream::Tcp),
+        }
+    };
+    match tokio::time::timeout(timeout, connect).await {
+        Ok(Ok(s)) => Ok((s, endpoint)),
+        Ok(Err(source)) => {
+            if let Endpoint::Unix(p) = ep
+                && let Some(kind) = not_a_socket(p.as_path())
+            {
+                return Err(HapError::NotASocket {
+                    path: p.display().to_string(),
+                    kind,
+                });
+            }
+            Err(HapError::Connect { endpoint, source })
+        }
+        Err(_) => Err(HapError::Timeout {
+            endpoint,
+            what: "accept the connection",
+            after: timeout,
+        }),
+    }
+}
+
+/// Runs one command on HAProxy's master CLI (`-S`): connects, sends it,
+/// closes the sending side (the master answers a command once its input
+/// ends) and reads the answer to the end, all within `timeout`.
+pub(crate) async fn master_command(
+    ep: &Endpoint,
+    timeout: Duration,
+    command: &str,
+) -> Result<String, HapError> {
+    debug_assert!(!command.contains([';', '\n', '\r']), "{command:?}");
+    let (stream, endpoint) = connect(ep, timeout).await?;
+    let io = |source| HapError::Io {
+        endpoint: endpoint.clone(),
+        source,
+    };
+    let work = async {
+        let mut out = Vec::new();
+        let line = format!("{command}\n");
+        match stream {
+            Stream::Unix(mut s) => {
+                s.write_all(line.as_bytes()).await.map_err(io)?;
+                s.shutdown().await.map_err(io)?;
+                s.read_to_end(&mut out).await.map_err(io)?;
+            }
+            Stream::Tcp(mut s) => {
+                s.write_all(line.as_bytes()).await.map_err(io)?;
+                s.shutdown().await.map_err(io)?;
+                s.read_to_end(&mut out).await.map_err(io)?;
+            }
+        }
+        Ok::<_, HapError>(String::from_utf8_lossy(&out).into_owned())
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(HapError::Timeout {
+            endpoint: endpoint.clone(),
+            what: "answer",
+            after: timeout,
+        }),
+    }
+}
+
 /// One connection to the runtime API, in interactive mode.
 pub(crate) struct Session {
     stream: Stream,
@@ -124,36 +213,7 @@ pub(crate) struct Session {
 impl Session {
     /// Connects within `timeout`.
     pub(crate) async fn open(ep: &Endpoint, timeout: Duration) -> Result<Session, HapError> {
-        let endpoint = ep.to_string();
-        let connect = async {
-            match ep {
-                Endpoint::Unix(p) => UnixStream::connect(p).await.map(Stream::Unix),
-                Endpoint::Tcp { host, port } => TcpStream::connect((host.as_str(), *port))
-                    .await
-                    .map(Stream::Tcp),
-            }
-        };
-        let stream = match tokio::time::timeout(timeout, connect).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(source)) => {
-                if let Endpoint::Unix(p) = ep
-                    && let Some(kind) = not_a_socket(p.as_path())
-                {
-                    return Err(HapError::NotASocket {
-                        path: p.display().to_string(),
-                        kind,
-                    });
-                }
-                return Err(HapError::Connect { endpoint, source });
-            }
-            Err(_) => {
-                return Err(HapError::Timeout {
-                    endpoint,
-                    what: "accept the connection",
-                    after: timeout,
-                });
-            }
-        };
+        let (stream, endpoint) = connect(ep, timeout).await?;
         if let Stream::Tcp(t) = &stream {
             let _ = t.set_nodelay(true);
         }

@@ -47,6 +47,12 @@ fn build_checks_every_setting() {
         "is a directory",
     );
     refused(
+        Haproxy::builder("edge")
+            .socket("/run/haproxy/admin.sock")
+            .master_socket("master.sock"),
+        "master_socket: socket \"master.sock\": the path must be absolute",
+    );
+    refused(
         Haproxy::builder("edge;x").socket("/a.sock"),
         "invalid balancer name",
     );
@@ -64,6 +70,7 @@ fn a_built_driver_shows_its_settings() {
         .socket("tcp://127.0.0.1:9999")
         .timeout(Duration::from_millis(1500))
         .state_file(&state)
+        .master_socket("/run/haproxy-master.sock")
         .build()
         .unwrap();
     assert_eq!(lb.name(), "edge");
@@ -71,7 +78,7 @@ fn a_built_driver_shows_its_settings() {
     assert_eq!(
         format!("{lb:?}"),
         format!(
-            "Haproxy {{ name: \"edge\", socket: \"tcp://127.0.0.1:9999\", timeout: 1.5s, state_file: Some({state:?}) }}"
+            "Haproxy {{ name: \"edge\", socket: \"tcp://127.0.0.1:9999\", timeout: 1.5s, state_file: Some({state:?}), master_socket: Some(\"unix:///run/haproxy-master.sock\") }}"
         )
     );
     assert!(lb.warnings().is_empty());

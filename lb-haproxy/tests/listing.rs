@@ -163,10 +163,8 @@ async fn a_server_disabled_in_the_configuration_is_maint_until_set_ready() {
     assert!(served.iter().any(|s| s == "node2"), "{served:?}");
 }
 
-/// A server that tracks another inherits its maintenance: HAProxy accepts
-/// `ready` for it and keeps it in maintenance. The read-back catches that.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tracking_server_in_inherited_maint_cannot_be_set_ready() {
+/// A lab HAProxy with node1 and node2, node2 tracking node1.
+fn tracking_pair() -> (Vec<Backend>, lb_lab::Haproxy) {
     let backends = Backend::start_many(2);
     let mut pool = PoolSpec::new("app");
     for (b, extra) in backends.iter().zip(["check inter 200", "track app/node1"]) {
@@ -178,6 +176,14 @@ async fn a_tracking_server_in_inherited_maint_cannot_be_set_ready() {
         });
     }
     let lab = lb_lab::Haproxy::start_with(&Pools::new().with(pool), &no_checks());
+    (backends, lab)
+}
+
+/// A server that tracks another inherits its maintenance: HAProxy accepts
+/// `ready` for it and keeps it in maintenance. The read-back catches that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tracking_server_in_inherited_maint_cannot_be_set_ready() {
+    let (_backends, lab) = tracking_pair();
     let lb = on_unix(&lab);
     let (node1, node2) = (mref("app", "node1"), mref("app", "node2"));
     assert_eq!(
@@ -256,4 +262,33 @@ async fn unknown_pools_and_members_are_not_found_everywhere() {
     let e = lb.set_weight(&mref("app", "node1"), 257).await.unwrap_err();
     assert!(matches!(e, Error::InvalidInput { .. }), "{e}");
     assert!(e.to_string().contains("0 to 256"), "{e}");
+}
+
+/// `set_state` sends its read, its write and its read-back in one batch,
+/// so the write goes out before the read is known: a maint that finds a
+/// server already in inherited maintenance must still leave it as it was
+/// (no forced maintenance on top), so it follows the server it tracks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_maint_that_finds_inherited_maintenance_leaves_it_inherited() {
+    let (_backends, lab) = tracking_pair();
+    let lb = on_unix(&lab);
+    let (node1, node2) = (mref("app", "node1"), mref("app", "node2"));
+    lb.set_state(&node1, AdminState::Maint).await.unwrap();
+    let bits = || {
+        lab.command("show servers state app")
+            .lines()
+            .find(|l| l.split(' ').nth(3) == Some("node2"))
+            .and_then(|l| l.split(' ').nth(6).map(str::to_owned))
+            .unwrap()
+    };
+    assert_eq!(bits(), "2", "inherited maintenance only");
+    for s in [AdminState::Maint, AdminState::Maint] {
+        assert_eq!(
+            lb.set_state(&node2, s).await.unwrap(),
+            Change::AlreadyInState
+        );
+        assert_eq!(bits(), "2", "no forced maintenance added");
+    }
+    lb.set_state(&node1, AdminState::Ready).await.unwrap();
+    assert_eq!(member(&lb, "app", "node2").await.admin, AdminState::Ready);
 }

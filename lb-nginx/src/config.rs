@@ -305,6 +305,7 @@ pub struct Upstream<'a> {
     line: usize,
     name: Word<'a>,
     servers: Vec<Server<'a>>,
+    includes: Vec<String>,
 }
 
 impl<'a> Upstream<'a> {
@@ -321,6 +322,12 @@ impl<'a> Upstream<'a> {
     /// Its `server` directives, in file order.
     pub fn servers(&self) -> &[Server<'a>] {
         &self.servers
+    }
+
+    /// The arguments of its `include` directives (their servers are not
+    /// read: they are in other files), in file order.
+    pub fn includes(&self) -> &[String] {
+        &self.includes
     }
 }
 
@@ -386,6 +393,7 @@ impl<'a> UpstreamFile<'a> {
                                 line: lines.at(start),
                                 name: words.swap_remove(1),
                                 servers: Vec::new(),
+                                includes: Vec::new(),
                             });
                             stack.push(Ctx::Upstream(upstreams.len() - 1));
                         } else {
@@ -404,6 +412,11 @@ impl<'a> UpstreamFile<'a> {
                             line: lines.at(start),
                             words: d.words,
                         });
+                    } else if let Some(i) = in_upstream
+                        && d.words[0].value == "include"
+                    {
+                        let args: Vec<&str> = d.words[1..].iter().map(|w| w.value()).collect();
+                        upstreams[i].includes.push(args.join(" "));
                     }
                 }
                 Event::BlockEnd(at) => {
@@ -741,6 +754,14 @@ upstream app {\n\
 }\n\
 \n\
 upstream other{server 10.0.0.1:80;keepalive 8;}\n";
+
+    #[test]
+    fn notes_the_includes_inside_upstream_blocks() {
+        let src = b"include outside.conf;\nupstream app {\n  server 10.0.0.1:80;\n  include /etc/nginx/app.d/*.conf;\n}\n";
+        let f = UpstreamFile::parse(src).unwrap();
+        assert_eq!(f.upstreams()[0].includes(), ["/etc/nginx/app.d/*.conf"]);
+        assert_eq!(f.upstreams()[0].servers().len(), 1);
+    }
 
     #[test]
     fn finds_upstreams_and_servers() {

@@ -53,8 +53,10 @@ impl Lb {
                 "[balancers.edge]\nkind = \"haproxy\"\nsocket = \"{}\"\n",
                 h.admin_socket().display()
             ),
+            // The load's requests are short and stream at once: 5 s of
+            // counters standing still is a stuck busy count, not a request.
             Lb::Apache(a) => format!(
-                "[balancers.web]\nkind = \"apache\"\nurl = \"{}\"\n",
+                "[balancers.web]\nkind = \"apache\"\nurl = \"{}\"\nbusy_settle = \"5s\"\n",
                 a.manager_url()
             ),
             Lb::Nginx(n) => format!(

@@ -81,6 +81,12 @@ pub fn status(out: &Output, r: &StatusReport) {
         }
     }
     table(rows);
+    for u in &r.unmatched {
+        println!(
+            "unmatched: {} {} pool {}: server `{}` ({}); no node can be told from it",
+            u.kind, u.balancer, u.pool, u.server, u.why
+        );
+    }
 }
 
 fn warnings(out: &Output, w: &[String]) {

@@ -45,6 +45,12 @@ pub enum Error {
     /// A balancer failed (exit 1).
     #[error(transparent)]
     Balancer(#[from] lb_core::Error),
+    /// A balancer stopped answering during a wait and did not come back
+    /// within [`UNREACHABLE_GRACE`](crate::UNREACHABLE_GRACE)
+    /// (exit 1). The message names it, since when, and what the run left
+    /// on it.
+    #[error("{0}")]
+    Unreachable(String),
     /// The state directory, journal or lock failed (exit 1).
     #[error("{0}")]
     State(String),
@@ -106,6 +112,7 @@ impl Error {
             Error::Timeout(_) => "timeout",
             Error::RolledBack { .. } => "rolled_back",
             Error::Balancer(e) => e.kind(),
+            Error::Unreachable(_) => "unreachable",
             Error::State(_) => "state",
             Error::Failed(_) => "failed",
             Error::Interrupted(_) => "interrupted",

@@ -19,8 +19,8 @@ use std::sync::Arc;
 pub use duration::{format_duration, parse_duration};
 pub use error::{Error, ExitCode, Result};
 pub use fleet::{
-    DrainOptions, Fleet, FleetBalancer, FleetBuilder, HistoryFilter, Node, Progress,
-    RecoverOptions, Refusal, Settings, UndrainOptions,
+    DrainOptions, FAST_POLL, Fleet, FleetBalancer, FleetBuilder, HistoryFilter, Node, Progress,
+    RecoverOptions, Refusal, Settings, UNREACHABLE_GRACE, UndrainOptions,
 };
 pub use inventory::Inventory;
 pub use plan::Plan;
@@ -29,7 +29,7 @@ pub use registry::build_balancer;
 pub use rolling::{
     GateReport, Rolling, RollingError, RollingOptions, RollingProgress, RollingReport, StopHandle,
 };
-pub use wait::{WaitError, WaitOptions, await_condition};
+pub use wait::{WaitError, WaitOptions, await_condition, await_condition_paced};
 
 impl Fleet {
     /// Builds the fleet an inventory describes: every balancer through its

@@ -43,6 +43,27 @@ pub struct NodeStatus {
 pub struct StatusReport {
     /// Every node asked for.
     pub nodes: Vec<NodeStatus>,
+    /// What the balancers route to that no node can be told from (left
+    /// out of the JSON when there is none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unmatched: Vec<Unmatched>,
+}
+
+/// A server a balancer routes to that lbctl cannot attribute to a node:
+/// a unix socket, a host name that does not resolve, an nginx `include`
+/// inside an upstream block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unmatched {
+    /// The balancer's inventory name.
+    pub balancer: String,
+    /// Its kind.
+    pub kind: String,
+    /// The pool.
+    pub pool: String,
+    /// The server as the balancer has it.
+    pub server: String,
+    /// Why it cannot be attributed.
+    pub why: String,
 }
 
 /// Whether a member was changed.

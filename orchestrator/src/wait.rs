@@ -37,10 +37,32 @@ pub enum WaitError<T, E> {
 /// [`WaitError::TimedOut`] with the last read, or [`WaitError::Failed`].
 pub async fn await_condition<T, E, F, Fut>(
     opts: WaitOptions,
+    fetch: F,
+    done: impl Fn(&T) -> bool,
+    is_transient: impl Fn(&E) -> bool,
+    observe: impl FnMut(&T),
+) -> Result<T, WaitError<T, E>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    await_condition_paced(opts, fetch, done, is_transient, observe, |_| opts.poll).await
+}
+
+/// [`await_condition`], looking again after `pace(last read)` instead of
+/// `opts.poll` (after a failed read: `opts.poll`), so that a wait can look
+/// more often when the end is near.
+///
+/// # Errors
+///
+/// As for [`await_condition`].
+pub async fn await_condition_paced<T, E, F, Fut>(
+    opts: WaitOptions,
     mut fetch: F,
     done: impl Fn(&T) -> bool,
     is_transient: impl Fn(&E) -> bool,
     mut observe: impl FnMut(&T),
+    pace: impl Fn(&T) -> Duration,
 ) -> Result<T, WaitError<T, E>>
 where
     F: FnMut() -> Fut,
@@ -49,12 +71,14 @@ where
     let deadline = Instant::now() + opts.timeout;
     let mut last = None;
     loop {
+        let mut poll = opts.poll;
         match fetch().await {
             Ok(v) => {
                 observe(&v);
                 if done(&v) {
                     return Ok(v);
                 }
+                poll = pace(&v);
                 last = Some(v);
             }
             Err(e) if is_transient(&e) => {}
@@ -64,7 +88,7 @@ where
         if now >= deadline {
             return Err(WaitError::TimedOut(last));
         }
-        tokio::time::sleep(opts.poll.min(deadline - now)).await;
+        tokio::time::sleep(poll.min(deadline - now)).await;
     }
 }
 

@@ -33,8 +33,8 @@ impl Default for HaproxyOptions {
 }
 
 /// A real `haproxy -W` (master-worker) on loopback: one frontend per pool,
-/// an admin runtime socket on a unix path and on TCP, and a `level user`
-/// socket for permission tests.
+/// an admin runtime socket on a unix path and on TCP, a `level user`
+/// socket for permission tests, and the master CLI (`-S`) on a unix path.
 #[derive(Debug)]
 pub struct Haproxy {
     daemon: Daemon,
@@ -119,7 +119,13 @@ impl Haproxy {
         let cfg = d.join("haproxy.cfg");
         std::fs::write(&cfg, c).expect("write haproxy.cfg");
         let mut cmd = Command::new(bin);
-        cmd.arg("-W").arg("-db").arg("-f").arg(&cfg).current_dir(d);
+        cmd.arg("-W")
+            .arg("-db")
+            .arg("-S")
+            .arg(d.join("master.sock"))
+            .arg("-f")
+            .arg(&cfg)
+            .current_dir(d);
         let mut ports: Vec<u16> = frontends.iter().map(|(_, l)| l.port()).collect();
         ports.push(admin_tcp.port());
         let mut daemon = Daemon::spawn("haproxy", cmd, &d.join("haproxy.log"), ports);
@@ -151,6 +157,12 @@ impl Haproxy {
     /// The unix admin socket (`level admin`).
     pub fn admin_socket(&self) -> PathBuf {
         self.dir.path().join("admin.sock")
+    }
+
+    /// The master CLI socket (`-S`): `show proc`, and `@!PID` to reach
+    /// any worker, old ones still finishing after a reload included.
+    pub fn master_socket(&self) -> PathBuf {
+        self.dir.path().join("master.sock")
     }
 
     /// The TCP admin socket (`level admin`).
@@ -215,6 +227,28 @@ impl Haproxy {
         out.lines()
             .find_map(|l| l.strip_prefix("Pid: "))
             .map(str::to_owned)
+    }
+
+    /// Kills the master and every worker at once (SIGKILL to the process
+    /// group), as a crash or an OOM kill would, and waits until the admin
+    /// socket refuses connections.
+    ///
+    /// # Panics
+    ///
+    /// When the socket still answers after 5 s.
+    pub fn crash(&self) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.pid() as i32),
+            Signal::SIGKILL,
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect(self.admin_tcp()).is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "lb-lab: haproxy survived SIGKILL"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Reloads (SIGUSR2 to the master) and waits until a new worker answers

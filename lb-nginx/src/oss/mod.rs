@@ -66,6 +66,8 @@ struct Inner {
     build: BuildInfo,
     /// Workers that served before one of our reloads and may still run.
     old_workers: Mutex<Vec<procs::Child>>,
+    /// The `include`s inside upstream blocks at the last read.
+    includes: Mutex<Vec<lb_core::Unattributed>>,
 }
 
 /// Builds an [`Nginx`]; see [`Nginx::builder`].
@@ -242,6 +244,7 @@ impl NginxBuilder {
                 reload_timeout: self.reload_timeout,
                 build,
                 old_workers: Mutex::new(Vec::new()),
+                includes: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -374,6 +377,17 @@ impl Inner {
         let file = self.parse(&self.upstream_file, &bytes)?;
         let mut drained: Option<Option<bool>> = None;
         let mut out = Vec::new();
+        *self.includes.lock().unwrap_or_else(|p| p.into_inner()) = file
+            .upstreams()
+            .iter()
+            .flat_map(|u| {
+                u.includes().iter().map(|i| lb_core::Unattributed {
+                    pool: u.name().to_owned(),
+                    server: format!("include {i}"),
+                    why: "an included file lbctl does not read".into(),
+                })
+            })
+            .collect();
         for u in file.upstreams() {
             for s in u.servers() {
                 let admin = admin_of(s);
@@ -591,6 +605,14 @@ impl Balancer for Nginx {
         blocking(&self.inner.name, move || inner.set_weight(&m, weight)).await
     }
 
+    fn unattributed(&self) -> Vec<lb_core::Unattributed> {
+        self.inner
+            .includes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn warnings(&self) -> Vec<String> {
         let i = &self.inner;
         let mut w = Vec::new();
@@ -629,6 +651,7 @@ mod tests {
                 ..BuildInfo::default()
             },
             old_workers: Mutex::new(Vec::new()),
+            includes: Mutex::new(Vec::new()),
         }
     }
 

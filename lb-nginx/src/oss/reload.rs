@@ -134,9 +134,12 @@ impl Inner {
         })
     }
 
-    /// Reloads and confirms: a new worker under the same master, or
-    /// nginx's own error. Returns the workers that served before the
-    /// reload (they finish their requests and exit).
+    /// Reloads and confirms: a new worker under the same master, and no
+    /// worker from before the reload still accepting (each has exited or
+    /// retitled itself `worker process is shutting down`, which nginx does
+    /// as it closes its listening sockets), or nginx's own error. Returns
+    /// the workers that served before the reload (they finish their
+    /// requests and exit).
     pub(super) fn reload(&self, prepared: Option<Prepared>) -> Result<Vec<procs::Child>, Reload> {
         let Some(Prepared {
             master,
@@ -155,7 +158,12 @@ impl Inner {
             let fresh = kids
                 .iter()
                 .any(|c| c.is_current_worker() && !procs::was_there(&before, c));
-            if fresh {
+            // Until an old worker takes its QUIT, it accepts connections
+            // and routes them by the old configuration.
+            let old_accepting = kids
+                .iter()
+                .any(|c| c.is_current_worker() && procs::was_there(&before, c));
+            if fresh && !old_accepting {
                 return Ok(before
                     .into_iter()
                     .filter(|c| c.is_current_worker() || c.is_shutting_down())
@@ -189,10 +197,18 @@ impl Inner {
                 } else {
                     format!("nginx says: {}", emerg.join("; "))
                 };
-                return Err(Reload::Unconfirmed(format!(
-                    "no new nginx worker appeared within {:?} after the reload; {said}",
-                    self.reload_timeout
-                )));
+                let what = if fresh {
+                    format!(
+                        "a worker from before the reload still accepted connections {:?} after it",
+                        self.reload_timeout
+                    )
+                } else {
+                    format!(
+                        "no new nginx worker appeared within {:?} after the reload",
+                        self.reload_timeout
+                    )
+                };
+                return Err(Reload::Unconfirmed(format!("{what}; {said}",)));
             }
             std::thread::sleep(Duration::from_millis(
                 if waited < Duration::from_millis(200) {

@@ -40,6 +40,7 @@ fn report(admin: AdminState, active: u64) -> StatusReport {
             node("node1", AdminState::Ready, 2),
             node("node2", admin, active),
         ],
+        unmatched: Vec::new(),
     }
 }
 

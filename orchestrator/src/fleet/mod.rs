@@ -3,9 +3,11 @@
 //! once (`ops`), the guard that keeps pools served (`guard`), and `recover`.
 //! Every change goes through the engine's [`Transaction`](crate::engine::Transaction).
 
+mod attribute;
 mod guard;
 mod history;
 mod ops;
+mod reach;
 mod recover;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,6 +27,8 @@ pub use crate::engine::FleetBalancer;
 pub(crate) use guard::MEMBER_KEY;
 pub use guard::Refusal;
 pub use history::HistoryFilter;
+pub use ops::FAST_POLL;
+pub use reach::UNREACHABLE_GRACE;
 
 /// One node: a server that balancers send traffic to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +152,8 @@ pub struct Fleet {
     nodes: BTreeMap<String, Node>,
     settings: Settings,
     progress: Option<Arc<dyn Progress>>,
+    /// Host-name lookups for matching members to nodes.
+    resolver: attribute::Resolver,
 }
 
 /// Builds a [`Fleet`] in code.
@@ -278,6 +284,7 @@ impl FleetBuilder {
             nodes,
             settings: self.settings,
             progress: self.progress,
+            resolver: attribute::Resolver::default(),
         })
     }
 }
@@ -391,7 +398,10 @@ impl Fleet {
                     }
                 }
                 None => {
-                    for m in snap[i].iter().filter(|m| node.matches(m)) {
+                    for m in snap[i]
+                        .iter()
+                        .filter(|m| node.matches(m) || self.resolver.same_host(node, m))
+                    {
                         out.push(Target {
                             node: node.name.clone(),
                             bal: i,
@@ -423,6 +433,62 @@ impl Fleet {
             out.extend(t);
         }
         Ok(out)
+    }
+
+    /// What the balancers route to that none of `nodes` can be told
+    /// from, on the balancers where not every one of them has a `members`
+    /// override: unix sockets, host names that do not resolve, and what
+    /// the drivers report as unattributed.
+    fn unmatched(&self, nodes: &[&Node], snap: &Snapshot) -> Vec<Unmatched> {
+        let mut out = Vec::new();
+        for (i, b) in self.balancers().iter().enumerate() {
+            if nodes.iter().all(|n| n.members.contains_key(&b.name)) {
+                continue;
+            }
+            let found =
+                b.lb.unattributed()
+                    .into_iter()
+                    .map(|u| (u.pool, u.server, u.why));
+            let members = snap[i].iter().filter_map(|m| {
+                let claimed = self.nodes.values().any(|n| n.matches(m));
+                let why = (!claimed)
+                    .then(|| self.resolver.unattributable(m))
+                    .flatten()?;
+                Some((m.pool.clone(), m.address.clone(), why))
+            });
+            out.extend(found.chain(members).map(|(pool, server, why)| Unmatched {
+                balancer: b.name.clone(),
+                kind: b.kind.clone(),
+                pool,
+                server,
+                why,
+            }));
+        }
+        out
+    }
+
+    /// Refuses to go on while a balancer routes to something `nodes`
+    /// cannot be told from: the node may be behind it, and a drain would
+    /// leave its traffic flowing.
+    fn refuse_unmatched(&self, nodes: &[&Node], snap: &Snapshot) -> Result<()> {
+        let found = self.unmatched(nodes, snap);
+        if found.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+        Err(Error::Config(format!(
+            "cannot tell whether {} is behind {}; nothing changed. Give the node a `members` \
+             override for that balancer in the inventory, or write the servers out in the pool",
+            names.join(", "),
+            found
+                .iter()
+                .map(|u| format!(
+                    "{} `{}` pool {} server `{}` ({})",
+                    u.kind, u.balancer, u.pool, u.server, u.why
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
     }
 
     fn status_of(&self, bal: usize, m: &Member) -> MemberStatus {
@@ -468,6 +534,10 @@ impl Fleet {
                 members,
             });
         }
-        Ok(StatusReport { nodes: out })
+        let all: Vec<&Node> = self.nodes.values().collect();
+        Ok(StatusReport {
+            nodes: out,
+            unmatched: self.unmatched(&all, &snap),
+        })
     }
 }

@@ -7,13 +7,18 @@ use lb_core::{AdminState, Health, Member};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::reach::{Down, Reach, describe};
 use super::{Fleet, FleetBalancer, Node, Target};
 use crate::engine::journal::{EndStatus, new_run_id};
 use crate::engine::{ClaimSet, Snapshot, Transaction};
 use crate::error::{Error, Result};
 use crate::fleet::{DrainOptions, UndrainOptions};
 use crate::report::*;
-use crate::wait::{WaitError, WaitOptions, await_condition, unless_stopped};
+use crate::wait::{WaitError, WaitOptions, await_condition_paced, unless_stopped};
+
+/// How often a drain looks once every member it waits for has at most
+/// one connection left (else: `poll_interval`).
+pub const FAST_POLL: Duration = Duration::from_millis(20);
 
 /// How a wait of `drain` or `undrain` ended without its condition holding.
 enum Waited {
@@ -69,6 +74,12 @@ impl Fleet {
 
     /// Waits until `ok` holds for every target, or until `stop`. Returns
     /// the final read.
+    ///
+    /// A balancer that stops answering is retried for
+    /// [`UNREACHABLE_GRACE`](super::reach::UNREACHABLE_GRACE), then the
+    /// wait ends with [`Error::Unreachable`] naming it, since when and
+    /// what this run left on it; its figures from before are never shown
+    /// as current.
     async fn wait_for(
         &self,
         what: &str,
@@ -100,18 +111,44 @@ impl Fleet {
             timeout,
             poll: self.settings.poll_interval,
         };
+        let reach = Reach::new(self.balancers(), targets.iter().map(|t| t.bal).collect());
+        let unreachable = |at_deadline: bool| {
+            reach
+                .unreachable(at_deadline)
+                .map(|(b, down)| self.unreachable(what, b, &down, targets))
+        };
+        // Draining, with at most one connection left on each member still
+        // waited for: the end is near, look often (a read is cheap); with
+        // more left, at the configured interval.
+        let pace = |snap: &Snapshot| {
+            let p = pending(snap);
+            let near = what == "draining"
+                && !p.is_empty()
+                && p.iter().all(|(_, a)| matches!(a, Some(n) if *n <= 1));
+            if near {
+                FAST_POLL.min(opts.poll)
+            } else {
+                opts.poll
+            }
+        };
         let r = unless_stopped(
             stop,
-            await_condition(
+            await_condition_paced(
                 opts,
-                || self.read_all(),
+                || async {
+                    match reach.read().await {
+                        Err(e) if is_transient(&e) => Err(unreachable(false).unwrap_or(e)),
+                        r => r,
+                    }
+                },
                 |snap| pending(snap).is_empty(),
-                |e: &Error| matches!(e, Error::Balancer(b) if b.is_transient()),
+                is_transient,
                 |snap| {
                     if let Some(p) = &self.progress {
                         p.waiting(what, &pending(snap));
                     }
                 },
+                pace,
             ),
         )
         .await;
@@ -121,9 +158,50 @@ impl Fleet {
         match r {
             None => Err(Waited::Stopped),
             Some(Ok(s)) => Ok(s),
+            Some(Err(WaitError::TimedOut(_))) if let Some(e) = unreachable(true) => {
+                Err(Waited::Failed(e))
+            }
             Some(Err(WaitError::TimedOut(last))) => Err(Waited::TimedOut(last)),
             Some(Err(WaitError::Failed(e))) => Err(Waited::Failed(e)),
         }
+    }
+
+    /// The error for balancer `b`, down since `down`, in a wait for
+    /// `what`: what this run left on it and how to recover.
+    fn unreachable(
+        &self,
+        what: &str,
+        b: &FleetBalancer,
+        down: &Down,
+        targets: &[&Target],
+    ) -> Error {
+        let on_b: Vec<&&Target> = targets
+            .iter()
+            .filter(|t| self.balancers()[t.bal].name == b.name)
+            .collect();
+        let members = on_b
+            .iter()
+            .map(|t| format!("{} {}", b.name, t.r()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut nodes: Vec<&str> = on_b.iter().map(|t| t.node.as_str()).collect();
+        nodes.dedup();
+        let nodes = nodes.join(" ");
+        let left = if what == "draining" {
+            format!(
+                "left out of rotation (drain): {members}; once {} answers again, run `lbctl drain \
+                 {nodes}` to finish draining or `lbctl undrain {nodes}` to put it back",
+                b.name
+            )
+        } else {
+            format!(
+                "set ready before it stopped answering: {members}; once {} answers again, \
+                 `lbctl status {nodes}` shows whether it routes to them (`lbctl undrain {nodes}` \
+                 again if not)",
+                b.name
+            )
+        };
+        Error::Unreachable(format!("{} while {what}; {left}", describe(b, down)))
     }
 
     fn describe_pending(
@@ -199,6 +277,7 @@ impl Fleet {
             .claim_and_lock(&nodes, &run, &command, opts.dry_run, &mut stop)
             .await?;
         let snap = self.read_all().await?;
+        self.refuse_unmatched(&nodes, &snap)?;
         let targets = self.resolve_all(&nodes, &snap)?;
         let claimed = match lock {
             Some(_) => self.claimed_out(&snap).await?,
@@ -464,6 +543,11 @@ impl Fleet {
         let idx: BTreeSet<usize> = targets.iter().map(|t| t.bal).collect();
         idx.into_iter().map(|i| &self.balancers()[i]).collect()
     }
+}
+
+/// Whether a failed read is worth another try within the wait.
+fn is_transient(e: &Error) -> bool {
+    matches!(e, Error::Balancer(b) if b.is_transient())
 }
 
 /// The writes that set `to` on `targets[i]` for each `i` of `which`.
