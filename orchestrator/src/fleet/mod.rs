@@ -9,6 +9,7 @@ mod history;
 mod ops;
 mod reach;
 mod recover;
+mod waiting;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -27,8 +28,8 @@ pub use crate::engine::FleetBalancer;
 pub(crate) use guard::MEMBER_KEY;
 pub use guard::Refusal;
 pub use history::HistoryFilter;
-pub use ops::FAST_POLL;
 pub use reach::UNREACHABLE_GRACE;
+pub use waiting::FAST_POLL;
 
 /// One node: a server that balancers send traffic to.
 #[derive(Debug, Clone, PartialEq, Eq)]
