@@ -241,9 +241,9 @@ enum Command {
     /// history, weight, read again every poll interval; rows that change
     /// are highlighted for 3 s. A header shows each run in progress from
     /// the journal (a rolling run's plan, group, node and step, the elapsed
-    /// time, the nodes it holds out of rotation). Keys: q (or Esc) quits,
-    /// s switches the order between node and balancer. It only reads: no
-    /// lock, no journal record, no change to any balancer. Without a
+    /// time, the nodes it claims). Keys: q (or Esc) quits, s switches the
+    /// order between node and balancer. It only reads: no journal record,
+    /// no change to any balancer. Without a
     /// terminal use --once
     Watch {
         /// Nodes to show (default: all)

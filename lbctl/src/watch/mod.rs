@@ -17,15 +17,24 @@ use model::Model;
 pub use model::Sort;
 
 /// Reads the runs in progress from the fleet's journal (none when there
-/// is no journal yet).
+/// is no journal yet), with the nodes each claims now. Claims are listed
+/// under the state directory's short lock, as every lbctl lists them, so
+/// that looking never makes another lbctl's claim fail; where the lock
+/// cannot be had (read-only state), the journal alone says.
 async fn runs(fleet: &Fleet) -> Vec<runs::RunInProgress> {
     let Some(j) = fleet.journal() else {
         return Vec::new();
     };
-    j.records()
+    let runs = j
+        .records()
         .await
         .map(|r| runs::in_progress(&r))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let claims = match fleet.engine().lock().await {
+        Ok(_lock) => fleet.engine().others().await.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    runs::with_claims(runs, &claims)
 }
 
 /// Runs the view until `q`: reads every `interval` (the inventory's

@@ -118,3 +118,34 @@ pub fn in_progress(records: &[Record]) -> Vec<RunInProgress> {
     }
     order.into_iter().filter_map(|id| runs.remove(id)).collect()
 }
+
+/// Adds what the coordination backend says is claimed now (`claims`:
+/// key and holder, every machine's with etcd) to `runs`: a claimed node
+/// goes to its holder's run, and a holder whose run the journal does not
+/// show in progress here (another machine's, with etcd) gets a run of its
+/// own from what the claim says.
+pub fn with_claims(
+    mut runs: Vec<RunInProgress>,
+    claims: &[(String, orchestrator::engine::Holder)],
+) -> Vec<RunInProgress> {
+    for (key, h) in claims {
+        let i = match runs.iter().position(|r| r.id == h.run) {
+            Some(i) => i,
+            None => {
+                runs.push(RunInProgress {
+                    id: h.run.clone(),
+                    command: format!("{} ({}@{})", h.command, h.user, h.host),
+                    plan: None,
+                    step: None,
+                    started: OffsetDateTime::parse(&h.since, &Rfc3339).ok(),
+                    claims: Vec::new(),
+                });
+                runs.len() - 1
+            }
+        };
+        if !runs[i].claims.contains(key) {
+            runs[i].claims.push(key.clone());
+        }
+    }
+    runs
+}

@@ -288,6 +288,47 @@ fn a_rolling_run_in_progress_shows_plan_group_node_step_elapsed_and_claims() {
 }
 
 #[test]
+fn claims_from_the_backend_join_their_run_or_stand_for_another_machines() {
+    let holder = |run: &str, command: &str, host: &str| orchestrator::engine::Holder {
+        run: run.into(),
+        command: command.into(),
+        user: "ops".into(),
+        host: host.into(),
+        pid: 7,
+        since: "2026-11-30T10:00:00Z".into(),
+        reason: None,
+    };
+    let mine = super::runs::RunInProgress {
+        id: "r1".into(),
+        command: "rolling /srv/plan.toml".into(),
+        plan: None,
+        step: None,
+        started: None,
+        claims: vec!["node2".into()],
+    };
+    let runs = super::runs::with_claims(
+        vec![mine],
+        &[
+            (
+                "node2".into(),
+                holder("r1", "rolling --plan /srv/plan.toml", "a"),
+            ),
+            (
+                "node3".into(),
+                holder("r1", "rolling --plan /srv/plan.toml", "a"),
+            ),
+            ("node1".into(), holder("r9", "drain node1", "ci-runner-4")),
+        ],
+    );
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+    assert_eq!(runs[0].claims, ["node2", "node3"]);
+    assert_eq!(runs[1].id, "r9");
+    assert_eq!(runs[1].command, "drain node1 (ops@ci-runner-4)");
+    assert_eq!(runs[1].claims, ["node1"]);
+    assert!(runs[1].started.is_some());
+}
+
+#[test]
 fn a_failed_read_is_shown_and_the_rows_stay() {
     let mut m = Model::new(Sort::Node, Duration::from_millis(100));
     m.update(&report(AdminState::Ready, 0), Instant::now());
