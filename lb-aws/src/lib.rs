@@ -203,7 +203,13 @@ impl TargetGroups {
                 // of a target still registered, which reads as ready.
                 let r = t.registration(now());
                 aws.record(arn, &r).await?;
-                aws.deregister(arn, &t.id, t.port).await?;
+                if let Err(e) = aws.deregister(arn, &t.id, t.port).await {
+                    // Nothing changed: the record goes again.
+                    if let Err(f) = aws.forget(arn, &r).await {
+                        warn!(balancer = %self.name, pool = %m.pool, member = %m.member, "the record of a failed deregistration stays: {f}");
+                    }
+                    return Err(e);
+                }
                 info!(balancer = %self.name, pool = %m.pool, member = %m.member, record = %r.value(), "deregistered");
                 self.read_back(m, Seen::Out).await?;
                 Ok(Change::Applied)
