@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use lb_lab::{Haproxy, Nginx};
+use lb_lab::{Haproxy, MOTO_REGION, Moto, Nginx};
 
 /// A scratch dir with `lbctl.toml`, other files the test writes, and a
 /// state dir; runs the lbctl binary there.
@@ -42,6 +42,14 @@ impl Env {
             dir.display(),
             std::env::var("PATH").unwrap_or_default()
         ));
+        self
+    }
+
+    /// Sets the fake AWS credentials moto takes ([`lb_lab::AWS_TEST_ENV`]).
+    pub fn with_aws(mut self) -> Env {
+        for (k, v) in lb_lab::AWS_TEST_ENV {
+            self = self.with_var(k, v);
+        }
         self
     }
 
@@ -154,6 +162,14 @@ pub fn nginx_section(name: &str, n: &Nginx) -> String {
         n.conf().display(),
         n.pid_file().display(),
         n.prefix()
+    )
+}
+
+/// An `aws-elbv2` balancer of `target_groups` on the lab's moto.
+pub fn aws_section(name: &str, moto: &Moto, target_groups: &[&str]) -> String {
+    format!(
+        "[balancers.{name}]\nkind = \"aws-elbv2\"\ntarget_groups = {target_groups:?}\nregion = \"{MOTO_REGION}\"\nendpoint_url = \"{}\"\n\n",
+        moto.endpoint()
     )
 }
 
