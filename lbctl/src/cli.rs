@@ -21,7 +21,7 @@ use crate::render::{self, Output};
 
 /// Take nodes out of load-balancer rotation and put them back, on every
 /// balancer at once (HAProxy, Apache httpd, NGINX, NGINX Plus, Azure
-/// Application Gateway).
+/// Application Gateway, AWS ELBv2 target groups).
 ///
 /// Exit codes: 0 done; 1 failed; 2 bad usage, bad configuration or unknown
 /// node; 3 timed out waiting; 4 refused by a safety guard (nothing

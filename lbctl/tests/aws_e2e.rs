@@ -4,11 +4,10 @@
 mod common;
 
 use std::fmt::Write as _;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Env, admin_bits, aws_section, haproxy_section, stderr};
-use lb_lab::{Backend, Haproxy, Moto, Pools, http};
+use common::{Env, admin_bits, aws_section, drain_while_busy, haproxy_section, stderr};
+use lb_lab::{Backend, Haproxy, Moto, Pools};
 
 /// The target of node `i` (1-based) in the target group.
 fn target_ip(i: usize) -> String {
@@ -46,6 +45,16 @@ fn nodes(backends: &[Backend]) -> String {
     s
 }
 
+/// (`a`, `b`) of each object of a JSON array.
+fn pairs(list: &serde_json::Value, a: &str, b: &str) -> Vec<(String, String)> {
+    let field = |o: &serde_json::Value, k: &str| o[k].as_str().unwrap_or_default().to_owned();
+    list.as_array()
+        .unwrap_or_else(|| panic!("not an array: {list}"))
+        .iter()
+        .map(|o| (field(o, a), field(o, b)))
+        .collect()
+}
+
 fn registered(moto: &Moto, arn: &str) -> Vec<(String, Option<u16>)> {
     moto.targets(arn)
         .into_iter()
@@ -64,17 +73,7 @@ fn one_command_drains_a_node_behind_haproxy_and_a_target_group() {
     let env = Env::new(&inv).with_aws();
 
     let v = env.json(&["status", "node2"]);
-    let mut kinds: Vec<_> = v["nodes"][0]["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["kind"].as_str().unwrap().to_owned(),
-                m["member"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let mut kinds = pairs(&v["nodes"][0]["members"], "kind", "member");
     kinds.sort();
     assert_eq!(
         kinds,
@@ -147,23 +146,7 @@ fn recover_after_sigkill_restores_the_exact_registration() {
         + &haproxy_section("edge", &hap.admin_socket())
         + &aws_section("alb", &moto, &["app"]);
     let env = Env::new(&inv).with_aws();
-    // A long request on node2 through HAProxy keeps the drain waiting.
-    let url = format!("{}slow?ms=20000", hap.frontend_url("app"));
-    let _slow: Vec<_> = (0..3)
-        .map(|_| {
-            let u = url.clone();
-            std::thread::spawn(move || http::get(&u))
-        })
-        .collect();
-    while backends[1].in_flight() == 0 {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let mut child = env
-        .cmd(&["drain", "node2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = drain_while_busy(&env, &hap, &backends[1], "node2");
     let deadline = Instant::now() + Duration::from_secs(20);
     while moto.tags(&arn).is_empty() || registered(&moto, &arn).len() == 3 {
         assert!(Instant::now() < deadline, "lbctl never deregistered node2");
@@ -179,17 +162,7 @@ fn recover_after_sigkill_restores_the_exact_registration() {
     );
 
     let v = env.json(&["recover"]);
-    let restored: Vec<_> = v["recovered"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["balancer"].as_str().unwrap().to_owned(),
-                r["change"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let restored = pairs(&v["recovered"], "balancer", "change");
     assert!(restored.contains(&("alb".into(), "applied".into())), "{v}");
     let mut back = registered(&moto, &arn);
     back.sort();

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use lb_lab::{Haproxy, MOTO_REGION, Moto, Nginx};
+use lb_lab::{Backend, Haproxy, MOTO_REGION, Moto, Nginx};
 
 /// A scratch dir with `lbctl.toml`, other files the test writes, and a
 /// state dir; runs the lbctl binary there.
@@ -132,6 +132,24 @@ impl Env {
             .spawn()
             .unwrap()
     }
+}
+
+/// Keeps `busy` serving three 20 s requests through `hap`'s pool `app`,
+/// then starts `lbctl drain NODE`, which waits for them (output dropped).
+pub fn drain_while_busy(env: &Env, hap: &Haproxy, busy: &Backend, node: &str) -> Child {
+    let url = format!("{}slow?ms=20000", hap.frontend_url("app"));
+    for _ in 0..3 {
+        let u = url.clone();
+        std::thread::spawn(move || lb_lab::http::get(&u));
+    }
+    while busy.in_flight() == 0 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    env.cmd(&["drain", node])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 pub fn text(b: &[u8]) -> String {
