@@ -55,6 +55,34 @@ fn pairs(list: &serde_json::Value, a: &str, b: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Three nodes behind one HAProxy (`edge`) and one target group (`alb`).
+struct Lab {
+    backends: Vec<Backend>,
+    hap: Haproxy,
+    moto: Moto,
+    arn: String,
+    env: Env,
+}
+
+impl Lab {
+    fn start() -> Lab {
+        let backends = Backend::start_many(3);
+        let hap = Haproxy::start(&Pools::new().pool("app", &backends));
+        let (moto, arn) = moto_with(&backends);
+        let inv = nodes(&backends)
+            + &haproxy_section("edge", &hap.admin_socket())
+            + &aws_section("alb", &moto, &["app"]);
+        let env = Env::new(&inv).with_aws();
+        Lab {
+            backends,
+            hap,
+            moto,
+            arn,
+            env,
+        }
+    }
+}
+
 fn registered(moto: &Moto, arn: &str) -> Vec<(String, Option<u16>)> {
     moto.targets(arn)
         .into_iter()
@@ -64,13 +92,8 @@ fn registered(moto: &Moto, arn: &str) -> Vec<(String, Option<u16>)> {
 
 #[test]
 fn one_command_drains_a_node_behind_haproxy_and_a_target_group() {
-    let backends = Backend::start_many(3);
-    let hap = Haproxy::start(&Pools::new().pool("app", &backends));
-    let (moto, arn) = moto_with(&backends);
-    let inv = nodes(&backends)
-        + &haproxy_section("edge", &hap.admin_socket())
-        + &aws_section("alb", &moto, &["app"]);
-    let env = Env::new(&inv).with_aws();
+    let lab = Lab::start();
+    let (hap, moto, arn, env) = (&lab.hap, &lab.moto, lab.arn.as_str(), &lab.env);
 
     let v = env.json(&["status", "node2"]);
     let mut kinds = pairs(&v["nodes"][0]["members"], "kind", "member");
@@ -92,12 +115,12 @@ fn one_command_drains_a_node_behind_haproxy_and_a_target_group() {
             "{m}"
         );
     }
-    assert_eq!(admin_bits(&hap, "node2") & 0x01, 0x01, "maint in HAProxy");
+    assert_eq!(admin_bits(hap, "node2") & 0x01, 0x01, "maint in HAProxy");
     assert!(
-        !registered(&moto, &arn).contains(&("10.0.1.12".into(), Some(8080))),
+        !registered(moto, arn).contains(&("10.0.1.12".into(), Some(8080))),
         "deregistered"
     );
-    assert_eq!(moto.tags(&arn)[0].0, "lbctl:deregistered:10.0.1.12:8080");
+    assert_eq!(moto.tags(arn)[0].0, "lbctl:deregistered:10.0.1.12:8080");
 
     let v = env.json(&["undrain", "node2"]);
     assert_eq!(v["nodes"][0]["result"], "undrained");
@@ -108,12 +131,12 @@ fn one_command_drains_a_node_behind_haproxy_and_a_target_group() {
             "{m}"
         );
     }
-    assert_eq!(admin_bits(&hap, "node2"), 0);
+    assert_eq!(admin_bits(hap, "node2"), 0);
     assert!(
-        registered(&moto, &arn).contains(&("10.0.1.12".into(), Some(8080))),
+        registered(moto, arn).contains(&("10.0.1.12".into(), Some(8080))),
         "registered again"
     );
-    assert!(moto.tags(&arn).is_empty(), "record dropped");
+    assert!(moto.tags(arn).is_empty(), "record dropped");
 }
 
 #[test]
@@ -139,22 +162,23 @@ fn the_guard_keeps_the_last_target_of_a_target_group() {
 
 #[test]
 fn recover_after_sigkill_restores_the_exact_registration() {
-    let backends = Backend::start_many(3);
-    let hap = Haproxy::start(&Pools::new().pool("app", &backends));
-    let (moto, arn) = moto_with(&backends);
-    let inv = nodes(&backends)
-        + &haproxy_section("edge", &hap.admin_socket())
-        + &aws_section("alb", &moto, &["app"]);
-    let env = Env::new(&inv).with_aws();
-    let mut child = drain_while_busy(&env, &hap, &backends[1], "node2");
+    let lab = Lab::start();
+    let (backends, hap, moto, arn, env) = (
+        &lab.backends,
+        &lab.hap,
+        &lab.moto,
+        lab.arn.as_str(),
+        &lab.env,
+    );
+    let mut child = drain_while_busy(env, hap, &backends[1], "node2");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while moto.tags(&arn).is_empty() || registered(&moto, &arn).len() == 3 {
+    while moto.tags(arn).is_empty() || registered(moto, arn).len() == 3 {
         assert!(Instant::now() < deadline, "lbctl never deregistered node2");
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL, mid-wait
     child.wait().unwrap();
-    let record = moto.tags(&arn);
+    let record = moto.tags(arn);
     assert_eq!(record.len(), 1, "{record:?}");
     assert!(
         record[0].1.starts_with("id=10.0.1.12 port=8080 "),
@@ -164,7 +188,7 @@ fn recover_after_sigkill_restores_the_exact_registration() {
     let v = env.json(&["recover"]);
     let restored = pairs(&v["recovered"], "balancer", "change");
     assert!(restored.contains(&("alb".into(), "applied".into())), "{v}");
-    let mut back = registered(&moto, &arn);
+    let mut back = registered(moto, arn);
     back.sort();
     assert_eq!(
         back,
@@ -175,7 +199,7 @@ fn recover_after_sigkill_restores_the_exact_registration() {
         ],
         "the same id and port again"
     );
-    assert!(moto.tags(&arn).is_empty());
-    assert_eq!(admin_bits(&hap, "node2"), 0);
+    assert!(moto.tags(arn).is_empty());
+    assert_eq!(admin_bits(hap, "node2"), 0);
     assert_eq!(env.json(&["recover"])["recovered"], serde_json::json!([]));
 }
