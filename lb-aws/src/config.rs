@@ -202,6 +202,24 @@ mod tests {
     }
 
     #[test]
+    fn debug_never_shows_the_secret() {
+        let b = TargetGroupsBuilder::new("alb")
+            .target_group("app")
+            .credentials(Credentials::new(
+                "AKIDEXAMPLE",
+                "s3cr3t-key",
+                Some("t0ken".into()),
+                None,
+                "vault",
+            ));
+        let shown = format!("{b:?} {:?}", b.clone().build().unwrap());
+        assert!(
+            !shown.contains("s3cr3t-key") && !shown.contains("t0ken"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn endpoints() {
         assert!(check_endpoint("http://127.0.0.1:5000").is_ok());
         assert!(check_endpoint("https://elasticloadbalancing.eu-west-1.amazonaws.com").is_ok());

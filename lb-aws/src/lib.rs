@@ -183,6 +183,19 @@ impl TargetGroups {
             .collect())
     }
 
+    /// `target groups a, b` and/or `load balancer c`: what `members()`
+    /// reads, for its errors.
+    fn selection(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.target_groups.is_empty() {
+            parts.push(format!("target groups {}", self.target_groups.join(", ")));
+        }
+        if let Some(lb) = &self.load_balancer {
+            parts.push(format!("load balancer {lb}"));
+        }
+        parts.join(", ")
+    }
+
     fn context(&self, m: &MemberRef) -> String {
         format!("target group {}, member {}", m.pool, m.member)
     }
@@ -302,7 +315,7 @@ impl Balancer for TargetGroups {
         let list = self
             .read_all(&mut warnings)
             .await
-            .map_err(|e| e.into_core(&self.name, ""))?;
+            .map_err(|e| e.into_core(&self.name, &self.selection()))?;
         for w in &warnings {
             warn!(balancer = %self.name, "{w}");
         }

@@ -198,7 +198,7 @@ async fn an_unknown_target_group_is_not_found_and_names_it() {
     assert!(matches!(e, Error::NotFound { .. }), "{e}");
     let text = e.to_string();
     assert!(
-        text.starts_with("alb: ") && text.contains("TargetGroupNotFound"),
+        text.starts_with("alb: target groups nope: elasticloadbalancing:DescribeTargetGroups: TargetGroupNotFound"),
         "{text}"
     );
 }
