@@ -23,7 +23,7 @@ use crate::{discover, man, watch};
 
 /// Take nodes out of load-balancer rotation and put them back, on every
 /// balancer at once (HAProxy, Apache httpd, NGINX, NGINX Plus, Azure
-/// Application Gateway).
+/// Application Gateway, AWS ELBv2 target groups).
 ///
 /// Exit codes: 0 done; 1 failed, or stopped by SIGINT or SIGTERM (nothing
 /// new begins, what is out of rotation stays out, the message says what to

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Env, admin_bits, apache_section, haproxy_section, nginx_section, stderr};
+use common::{
+    Env, admin_bits, apache_section, drain_while_busy, haproxy_section, nginx_section, stderr,
+};
 use lb_lab::{Backend, Haproxy, Pools, http};
 
 fn nodes_section(backends: &[Backend]) -> String {
@@ -198,23 +200,7 @@ fn recover_puts_back_what_a_killed_lbctl_left() {
     let backends = Backend::start_many(3);
     let hap = Haproxy::start(&Pools::new().pool("app", &backends));
     let env = Env::new(&(nodes_section(&backends) + &haproxy_section("edge", &hap.admin_socket())));
-    // A long request keeps node2 busy, so the drain waits.
-    let url = format!("{}slow?ms=20000", hap.frontend_url("app"));
-    let _slow: Vec<_> = (0..3)
-        .map(|_| {
-            let u = url.clone();
-            std::thread::spawn(move || http::get(&u))
-        })
-        .collect();
-    while backends[1].in_flight() == 0 {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let mut child = env
-        .cmd(&["drain", "node2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = drain_while_busy(&env, &hap, &backends[1], "node2");
     let deadline = Instant::now() + Duration::from_secs(10);
     while admin_bits(&hap, "node2") & 0x08 == 0 {
         assert!(Instant::now() < deadline, "lbctl never set drain");

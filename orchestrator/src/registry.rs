@@ -18,6 +18,7 @@ pub(crate) const DRIVERS: &[Entry] = &[
     entry::<lb_nginx::Nginx>(),
     entry::<lb_nginx::NginxPlus>(),
     entry::<lb_azure::AppGateway>(),
+    entry::<lb_aws::TargetGroups>(),
     #[cfg(feature = "memory-driver")]
     entry::<lb_core::InMemoryBalancer>(),
 ];

@@ -30,3 +30,21 @@ ensure_packages() {
   if [ -n "$saved" ]; then mv "$saved" "$prc"; else rm -f "$prc"; fi
   return $rc
 }
+
+# ensure_pip BIN:SPEC ...: installs with pip the packages whose binary is
+# missing (PyPI; `--break-system-packages` where Debian's Python refuses
+# a system-wide install otherwise); does nothing when all are present.
+ensure_pip() {
+  local missing=() pair
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    echo "==> $(printf '%s ' "$@" | sed 's/:[^ ]*//g')present: skipping pip"
+    return 0
+  fi
+  ensure_packages pip3:python3-pip
+  echo "==> pip install ${missing[*]}"
+  python3 -m pip install --quiet "${missing[@]}" 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages "${missing[@]}"
+}

@@ -188,3 +188,44 @@ fn daemons_cleanup_even_when_a_test_panics() {
 fn a_missing_daemon_fails_with_the_install_command() {
     lb_lab::find_binary("no-such-daemon-lbctl", "no-such-package");
 }
+
+#[test]
+fn moto_keeps_target_groups_and_cleans_up() {
+    let moto = lb_lab::Moto::start();
+    let (vpc, _) = moto.network();
+    let arn = moto.create_target_group("app", &vpc, "ip", 80);
+    moto.register(
+        &arn,
+        &[("10.0.1.11", Some(8080), None), ("10.0.1.12", None, None)],
+    );
+    let targets: Vec<_> = moto
+        .targets(&arn)
+        .into_iter()
+        .map(|t| (t.id, t.port, t.state))
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            ("10.0.1.11".into(), Some(8080), "healthy".into()),
+            ("10.0.1.12".into(), Some(80), "healthy".into())
+        ]
+    );
+    moto.call(
+        "elasticloadbalancing",
+        "AddTags",
+        &[
+            ("ResourceArns.member.1", &arn),
+            ("Tags.member.1.Key", "a"),
+            ("Tags.member.1.Value", "x y"),
+            ("Tags.member.2.Key", "b"),
+            ("Tags.member.2.Value", "z"),
+        ],
+    );
+    assert_eq!(
+        moto.tags(&arn),
+        [("a".into(), "x y".into()), ("b".into(), "z".into())]
+    );
+    let (pid, ports) = (moto.daemon().pid(), moto.daemon().ports().to_vec());
+    drop(moto);
+    assert_gone("moto_server", pid, &ports);
+}

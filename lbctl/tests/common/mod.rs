@@ -9,7 +9,10 @@ use std::process::{Child, Command, Output, Stdio};
 
 use std::fmt::Write as _;
 
-use lb_lab::{AppNodes, FakeZdu, Haproxy, Load, LoadOptions, LoadReport, Nginx, PoolSpec, Pools};
+use lb_lab::{
+    AppNodes, Backend, FakeZdu, Haproxy, Load, LoadOptions, LoadReport, MOTO_REGION, Moto, Nginx,
+    PoolSpec, Pools,
+};
 
 /// A scratch dir with `lbctl.toml`, other files the test writes, and a
 /// state dir; runs the lbctl binary there.
@@ -44,6 +47,14 @@ impl Env {
             dir.display(),
             std::env::var("PATH").unwrap_or_default()
         ));
+        self
+    }
+
+    /// Sets the fake AWS credentials moto takes ([`lb_lab::AWS_TEST_ENV`]).
+    pub fn with_aws(mut self) -> Env {
+        for (k, v) in lb_lab::AWS_TEST_ENV {
+            self = self.with_var(k, v);
+        }
         self
     }
 
@@ -128,6 +139,24 @@ impl Env {
     }
 }
 
+/// Keeps `busy` serving three 20 s requests through `hap`'s pool `app`,
+/// then starts `lbctl drain NODE`, which waits for them (output dropped).
+pub fn drain_while_busy(env: &Env, hap: &Haproxy, busy: &Backend, node: &str) -> Child {
+    let url = format!("{}slow?ms=20000", hap.frontend_url("app"));
+    for _ in 0..3 {
+        let u = url.clone();
+        std::thread::spawn(move || lb_lab::http::get(&u));
+    }
+    while busy.in_flight() == 0 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    env.cmd(&["drain", node])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -156,6 +185,14 @@ pub fn nginx_section(name: &str, n: &Nginx) -> String {
         n.conf().display(),
         n.pid_file().display(),
         n.prefix()
+    )
+}
+
+/// An `aws-elbv2` balancer of `target_groups` on the lab's moto.
+pub fn aws_section(name: &str, moto: &Moto, target_groups: &[&str]) -> String {
+    format!(
+        "[balancers.{name}]\nkind = \"aws-elbv2\"\ntarget_groups = {target_groups:?}\nregion = \"{MOTO_REGION}\"\nendpoint_url = \"{}\"\n\n",
+        moto.endpoint()
     )
 }
 
