@@ -997,3 +997,59 @@ upgrade = "touch DIR/upgrading; sleep 1"
     assert_eq!(run.unwrap().result, RunResult::Ok);
     assert_eq!(admin(&edge, "node1"), AdminState::Ready);
 }
+
+#[tokio::test]
+async fn a_preflight_gate_that_does_not_pass_refuses_the_run_with_exit_4_and_changes_nothing() {
+    let t = T::new();
+    let edge = lb();
+    let f = fleet(&edge, &t.dir.path().join("state"));
+    let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_addr = closed.local_addr().unwrap();
+    drop(closed);
+    let plan = |addr: std::net::SocketAddr| {
+        t.plan(&format!(
+            r#"
+preflight = ["true", {{ tcp = "{addr}", timeout = "300ms", interval = "50ms" }}]
+[[group]]
+name = "app"
+nodes = ["node1"]
+[group.hooks]
+upgrade = "echo {{node}} >> DIR/trace"
+"#
+        ))
+    };
+    let refused = plan(closed_addr);
+    let planned = Rolling::new(&f, &refused)
+        .options(RollingOptions {
+            dry_run: true,
+            ..RollingOptions::default()
+        })
+        .run()
+        .await
+        .unwrap();
+    let pre: Vec<_> = planned
+        .steps
+        .iter()
+        .filter(|s| s.step == Step::Preflight)
+        .map(|s| s.command.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(pre, ["true".to_string(), format!("tcp {closed_addr}")]);
+    let e = Rolling::new(&f, &refused).run().await.unwrap_err();
+    assert_eq!(e.exit_code(), ExitCode::Guard, "{e}");
+    assert!(e.to_string().contains("preflight"), "{e}");
+    assert!(t.lines("trace").is_empty(), "no hook ran");
+    assert_eq!(edge.writes(), 0, "no balancer was touched");
+
+    let passes = plan(open.local_addr().unwrap());
+    let r = Rolling::new(&f, &passes)
+        .options(RollingOptions {
+            restart: true,
+            ..RollingOptions::default()
+        })
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(r.result, RunResult::Ok);
+    assert_eq!(t.lines("trace"), ["node1"]);
+}

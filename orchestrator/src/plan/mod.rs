@@ -67,6 +67,10 @@ pub struct Plan {
     /// Confluence's upgrade mode and the first drain); one that fails
     /// refuses the run (exit 4).
     pub preflight: Vec<Hook>,
+    /// `preflight = [{ http = "…" }, …]`: gates checked once, after the
+    /// preflight commands, before anything changes; one that does not
+    /// pass refuses the run (exit 4).
+    pub preflight_gates: Vec<Gate>,
     /// The groups, in the order they run.
     pub groups: Vec<Group>,
     /// Runs once after every group (GitLab's post-deployment migrations).
@@ -367,6 +371,7 @@ impl Plan {
         Plan {
             path: None,
             preflight: Vec::new(),
+            preflight_gates: Vec::new(),
             groups,
             finally: None,
             zdu: None,

@@ -21,7 +21,7 @@ use crate::rebalance::{RebalanceOptions, Strategy};
 #[serde(deny_unknown_fields)]
 struct RawPlan {
     #[serde(default)]
-    preflight: Vec<Spanned<String>>,
+    preflight: Vec<Spanned<RawPreflight>>,
     finally: Option<Spanned<String>>,
     #[serde(default, with = "serde_opt")]
     hook_timeout: Option<Duration>,
@@ -115,6 +115,14 @@ struct RawHooks {
     on_failure: Option<Spanned<String>>,
     #[serde(default, with = "serde_opt")]
     timeout: Option<Duration>,
+}
+
+/// One `preflight` entry: a command, or a gate table.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawPreflight {
+    Command(String),
+    Gate(Box<RawGate>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -368,7 +376,29 @@ impl Plan {
             ));
         }
         let mut preflight = Vec::new();
+        let mut preflight_gates = Vec::new();
         for p in raw.preflight {
+            let span = p.span();
+            let p = match p.into_inner() {
+                RawPreflight::Command(c) => Spanned::new(span, c),
+                RawPreflight::Gate(g) => {
+                    let g_at = span.start;
+                    let gate = gate(&cx, "preflight", Spanned::new(span, *g), zdu.is_some())?;
+                    let said = format!("{:?}", gate.check);
+                    for v in ["{node}", "{address}", "{group}"] {
+                        if said.contains(v) {
+                            return Err(cx.err(
+                                g_at,
+                                format!(
+                                    "preflight runs once for the plan, so its gate cannot use {v}"
+                                ),
+                            ));
+                        }
+                    }
+                    preflight_gates.push(gate);
+                    continue;
+                }
+            };
             let p_at = p.span().start;
             let command = p.into_inner();
             if command.trim().is_empty() {
@@ -412,6 +442,7 @@ impl Plan {
         Ok(Plan {
             path: None,
             preflight,
+            preflight_gates,
             groups,
             finally,
             zdu,

@@ -207,6 +207,17 @@ pub(super) fn steps<'p>(
         let command = h.command.clone();
         units.push(own(None, Step::Preflight, Action::Hook(h), Some(command)));
     }
+    for gt in &plan.preflight_gates {
+        let vars = vars(fleet, None, None, Step::Preflight);
+        let rep = gate::planned(gt, &vars, plan.zdu.as_ref().map(|z| z.node_id.as_str()));
+        let command = format!("{} {}", rep.kind, rep.target);
+        units.push(own(
+            None,
+            Step::Preflight,
+            Action::Gate(gt.clone(), rep),
+            Some(command),
+        ));
+    }
     if let Some(z) = &plan.zdu {
         units.push(own(None, Step::ZduStart, Action::ZduStart(z), None));
     }
