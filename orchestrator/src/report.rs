@@ -11,7 +11,7 @@ use crate::engine::journal::{EndStatus, Outcome, Value, What};
 pub struct MemberStatus {
     /// The balancer's inventory name.
     pub balancer: String,
-    /// Its kind (`haproxy`, `apache`, `nginx`, `nginx-plus`, `azure-appgw`).
+    /// Its kind (`haproxy`, `apache`, `nginx`, `nginx-plus`, `azure-appgw`, `aws-elbv2`).
     pub kind: String,
     /// The pool.
     pub pool: String,
