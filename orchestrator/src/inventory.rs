@@ -244,8 +244,14 @@ const RESOLVE_WITHIN: Duration = Duration::from_secs(2);
 fn same_address(nodes: &BTreeMap<String, NodeConfig>) -> Result<()> {
     use std::net::ToSocketAddrs;
     let (tx, rx) = std::sync::mpsc::channel();
+    let mut resolved: BTreeMap<String, Vec<std::net::SocketAddr>> = BTreeMap::new();
     for (name, node) in nodes {
         let (tx, name, addr) = (tx.clone(), name.clone(), node.address.trim().to_owned());
+        // An address written as IP:port needs no lookup (nor a thread).
+        if let Ok(a) = addr.parse::<std::net::SocketAddr>() {
+            resolved.insert(name, vec![a]);
+            continue;
+        }
         std::thread::spawn(move || {
             let resolved: Vec<std::net::SocketAddr> = addr
                 .to_socket_addrs()
@@ -256,7 +262,6 @@ fn same_address(nodes: &BTreeMap<String, NodeConfig>) -> Result<()> {
     }
     drop(tx);
     let deadline = std::time::Instant::now() + RESOLVE_WITHIN;
-    let mut resolved: BTreeMap<String, Vec<std::net::SocketAddr>> = BTreeMap::new();
     while resolved.len() < nodes.len() {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {

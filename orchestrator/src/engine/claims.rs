@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -56,8 +56,11 @@ fn open(path: &Path) -> Result<File> {
     Ok(f)
 }
 
+/// Who holds the claim `path`: its first line (what follows is what a
+/// longer earlier holder left).
 fn holder_of(path: &Path) -> Option<Holder> {
-    serde_json::from_str(fs::read_to_string(path).ok()?.trim()).ok()
+    let text = fs::read_to_string(path).ok()?;
+    serde_json::from_str(text.lines().next()?.trim()).ok()
 }
 
 impl Claims {
@@ -95,7 +98,7 @@ impl Claims {
                 continue;
             }
             let path = self.path(key);
-            let mut file = open(&path)?;
+            let file = open(&path)?;
             match file.try_lock() {
                 Ok(()) => {}
                 Err(fs::TryLockError::WouldBlock) => {
@@ -105,10 +108,11 @@ impl Claims {
                     return Err(Error::State(format!("cannot lock {}: {e}", path.display())));
                 }
             }
-            let text = serde_json::to_string(holder).expect("holders serialize");
-            file.set_len(0)
-                .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
-                .and_then(|()| writeln!(file, "{text}"))
+            // The holder on the first line, over what an earlier holder
+            // wrote (read up to the first newline): no truncation, which
+            // costs ext4 a flush at close.
+            let text = serde_json::to_string(holder).expect("holders serialize") + "\n";
+            file.write_all_at(text.as_bytes(), 0)
                 .map_err(|e| Error::State(format!("cannot write {}: {e}", path.display())))?;
             let held = Arc::new(Held { _file: file });
             fresh.push((key.clone(), Arc::downgrade(&held)));

@@ -12,7 +12,14 @@
 //! The lock and the claims are bound to this process's lease, kept alive
 //! while it runs: a crashed lbctl's claims expire after `lease_ttl`.
 //! Before every write to a balancer the claims are checked (fencing): the
-//! lease is alive and each claim key is still this lease's.
+//! lease is alive and each claim key is still this lease's, in one
+//! round trip.
+//!
+//! Records appended without `sync` (a change's `done`, a run's `start`)
+//! wait in memory and go with the next record that is synced (the intents
+//! before a change, a run's end), one transaction for all: a run that
+//! drains a node writes the journal twice. A record lost with a crash in
+//! between is one the file backend would not have synced either.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -122,6 +129,9 @@ pub struct EtcdBackend {
     conn: OnceCell<Conn>,
     mine: Mutex<BTreeMap<String, Weak<HeldKey>>>,
     seq: AtomicU64,
+    /// Records appended without `sync`, written with the next record that
+    /// is (or at [`sync`](Coordination::sync), or [`close`](Coordination::close)).
+    pending: tokio::sync::Mutex<Vec<Record>>,
 }
 
 impl fmt::Debug for EtcdBackend {
@@ -180,6 +190,7 @@ impl EtcdBackend {
             conn: OnceCell::new(),
             mine: Mutex::new(BTreeMap::new()),
             seq: AtomicU64::new(0),
+            pending: tokio::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -340,6 +351,51 @@ impl EtcdBackend {
     fn claim_key(&self, key: &str) -> String {
         self.key(&format!("claims/{key}"))
     }
+
+    /// Writes the pending records, in order, a transaction per
+    /// [`MAX_TXN_OPS`] of them.
+    async fn flush(&self, pending: &mut Vec<Record>) -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let c = self.conn().await?;
+        for chunk in pending.chunks(MAX_TXN_OPS) {
+            let ops: Vec<TxnOp> = chunk
+                .iter()
+                .map(|r| {
+                    let n = self.seq.fetch_add(1, Ordering::SeqCst);
+                    let key = self.key(&format!("journal/{}/{n:08}", r.run));
+                    TxnOp::put(
+                        key,
+                        serde_json::to_string(r).expect("records serialize"),
+                        None,
+                    )
+                })
+                .collect();
+            let mut client = c.client.clone();
+            // A write etcd acknowledged is on a quorum's disk: durable.
+            self.call(
+                "cannot write the journal",
+                client.txn(Txn::new().and_then(ops)),
+            )
+            .await?;
+        }
+        pending.clear();
+        Ok(())
+    }
+}
+
+/// The most operations etcd takes in one transaction (its default
+/// `--max-txn-ops`).
+const MAX_TXN_OPS: usize = 128;
+
+/// The sequence number that ends a journal key (`…/journal/RUN/00000042`).
+fn sequence_of(key: &[u8]) -> u64 {
+    let key = String::from_utf8_lossy(key);
+    key.rsplit('/')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 #[async_trait]
@@ -348,35 +404,24 @@ impl Coordination for EtcdBackend {
         format!("etcd {} prefix {}", self.endpoints(), self.cfg.prefix)
     }
 
-    async fn append(&self, records: &[Record], _sync: bool) -> Result<()> {
-        let c = self.conn().await?;
-        let ops: Vec<TxnOp> = records
-            .iter()
-            .map(|r| {
-                let n = self.seq.fetch_add(1, Ordering::SeqCst);
-                let key = self.key(&format!("journal/{}/{n:08}", r.run));
-                TxnOp::put(
-                    key,
-                    serde_json::to_string(r).expect("records serialize"),
-                    None,
-                )
-            })
-            .collect();
-        let mut client = c.client.clone();
-        // A write etcd acknowledged is on a quorum's disk: durable.
-        self.call(
-            "cannot write the journal",
-            client.txn(Txn::new().and_then(ops)),
-        )
-        .await
-        .map(drop)
+    async fn append(&self, records: &[Record], sync: bool) -> Result<()> {
+        let mut pending = self.pending.lock().await;
+        pending.extend_from_slice(records);
+        if sync {
+            self.flush(&mut pending).await
+        } else {
+            Ok(())
+        }
     }
 
     async fn sync(&self) -> Result<()> {
-        Ok(())
+        let mut pending = self.pending.lock().await;
+        self.flush(&mut pending).await
     }
 
     async fn read(&self) -> Result<Read> {
+        // What this process appended is read back too.
+        self.sync().await?;
         let c = self.conn().await?;
         let mut client = c.client.clone();
         let r = self
@@ -392,8 +437,12 @@ impl Coordination for EtcdBackend {
                 ),
             )
             .await?;
+        // The records of one transaction share a create revision: within
+        // it, the sequence number ending each key gives their order.
+        let mut kvs: Vec<&etcd_client::KeyValue> = r.kvs().iter().collect();
+        kvs.sort_by_key(|kv| (kv.create_revision(), sequence_of(kv.key())));
         let mut out = Read::default();
-        for kv in r.kvs() {
+        for kv in kvs {
             match kv
                 .value_str()
                 .map_err(|e| e.to_string())
@@ -509,28 +558,35 @@ impl Coordination for EtcdBackend {
                 .map(|(k, _)| k.clone())
                 .collect()
         };
+        if keys.is_empty() {
+            return Ok(());
+        }
+        // One round trip: each claim key still bound to this run's lease.
+        let txn = Txn::new().when(
+            keys.iter()
+                .map(|k| Compare::lease(self.claim_key(k), CompareOp::Equal, c.lease))
+                .collect::<Vec<_>>(),
+        );
         let mut client = c.client.clone();
-        for key in keys {
-            let r = self
-                .call(
-                    "cannot check a claim",
-                    client.get(self.claim_key(&key), None),
-                )
-                .await?;
-            match r.kvs().first() {
-                Some(kv) if kv.lease() == c.lease => {}
-                _ => {
-                    return Err(self.unreachable(
-                        "fencing",
-                        format!("the claim on {key} is no longer this run's (its lease expired)"),
-                    ));
-                }
-            }
+        let r = self
+            .call("cannot check the claims", client.txn(txn))
+            .await?;
+        if !r.succeeded() {
+            return Err(self.unreachable(
+                "fencing",
+                format!(
+                    "the claim on {} is no longer this run's (its lease expired)",
+                    keys.join(", ")
+                ),
+            ));
         }
         Ok(())
     }
 
     async fn close(&self) {
+        if let Err(e) = self.sync().await {
+            tracing::warn!("{e}");
+        }
         if let Some(c) = self.conn.get() {
             let mut client = c.client.clone();
             let _ = tokio::time::timeout(self.timeout(), client.lease_revoke(c.lease)).await;

@@ -324,15 +324,17 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// This process's.
+    /// This process's (read once: a command asks for it several times).
     pub fn here() -> Identity {
-        Identity {
+        static HERE: std::sync::OnceLock<Identity> = std::sync::OnceLock::new();
+        HERE.get_or_init(|| Identity {
             user: std::env::var("USER")
                 .or_else(|_| std::env::var("LOGNAME"))
-                .unwrap_or_else(|_| format!("uid {}", nix_uid())),
+                .unwrap_or_else(|_| format!("uid {}", uid())),
             host: hostname(),
             pid: std::process::id(),
-        }
+        })
+        .clone()
     }
 }
 
@@ -347,22 +349,21 @@ pub fn process_lives(pid: u32, host: &str) -> bool {
     host == hostname() && process_alive(pid)
 }
 
+/// This machine's name (read once).
 pub(crate) fn hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    })
+    .clone()
 }
 
-fn nix_uid() -> u32 {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().next().map(str::to_owned))
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(u32::MAX)
+/// This process's user id: the owner of `/proc/self`.
+fn uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
 }
 
 /// A change an interrupted run left, to be put back.

@@ -156,8 +156,24 @@ impl Engine {
     /// [`Error::Claimed`] (exit 4) naming the key and its holder;
     /// [`Error::State`] when the state directory fails.
     pub async fn claim(&self, keys: &[String], run: &str, command: &str) -> Result<ClaimSet> {
+        Ok(self.claim_locked(keys, run, command).await?.0)
+    }
+
+    /// [`claim`](Self::claim), and the lock, still held, under which the
+    /// claims were taken: the guard decides under it without a second pass
+    /// through the critical section (none without a journal).
+    ///
+    /// # Errors
+    ///
+    /// As [`claim`](Self::claim).
+    pub async fn claim_locked(
+        &self,
+        keys: &[String],
+        run: &str,
+        command: &str,
+    ) -> Result<(ClaimSet, Option<LockGuard>)> {
         let Some(journal) = &self.journal else {
-            return Ok(ClaimSet::default());
+            return Ok((ClaimSet::default(), None));
         };
         let me = Identity::here();
         let holder = Holder {
@@ -172,12 +188,9 @@ impl Engine {
         let started = tokio::time::Instant::now();
         let deadline = started + self.lock_timeout;
         loop {
-            let taken = {
-                let _lock = self.lock().await?;
-                journal.backend().try_claim(keys, &holder).await?
-            };
-            match taken {
-                Ok(set) => return Ok(set),
+            let lock = self.lock().await?;
+            match journal.backend().try_claim(keys, &holder).await? {
+                Ok(set) => return Ok((set, lock)),
                 Err((key, who)) if tokio::time::Instant::now() >= deadline => {
                     return Err(Error::Claimed(format!(
                         "{key} is claimed by {}; waited {} (--lock-timeout) and changed nothing; \
@@ -186,7 +199,10 @@ impl Engine {
                         crate::duration::format_duration(self.lock_timeout),
                     )));
                 }
-                Err(_) => tokio::time::sleep(CLAIM_RETRY).await,
+                Err(_) => {
+                    drop(lock);
+                    tokio::time::sleep(CLAIM_RETRY).await;
+                }
             }
         }
     }

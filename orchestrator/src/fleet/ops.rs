@@ -405,13 +405,11 @@ impl Fleet {
         stop: &mut watch::Receiver<bool>,
     ) -> Result<(ClaimSet, Option<crate::engine::journal::LockGuard>)> {
         let taken = unless_stopped(stop, async {
-            let claims = self.claim(nodes, run, command, dry_run).await?;
-            let lock = if dry_run {
-                None
-            } else {
-                self.engine.lock().await?
-            };
-            Ok::<_, Error>((claims, lock))
+            if dry_run {
+                return Ok((ClaimSet::default(), None));
+            }
+            let keys: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+            self.engine.claim_locked(&keys, run, command).await
         })
         .await;
         taken.unwrap_or_else(|| {
@@ -451,21 +449,6 @@ impl Fleet {
             names.join(" "),
             names.join(" ")
         ))
-    }
-
-    /// Claims `nodes` for run `run` of `command` (nothing for a dry run).
-    async fn claim(
-        &self,
-        nodes: &[&Node],
-        run: &str,
-        command: &str,
-        dry_run: bool,
-    ) -> Result<ClaimSet> {
-        if dry_run {
-            return Ok(ClaimSet::default());
-        }
-        let keys: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
-        self.engine.claim(&keys, run, command).await
     }
 
     /// Before a step acts on members again: re-reads them, and stops when

@@ -63,8 +63,8 @@ impl Fleet {
         // another run works on now is waited for.
         let mut waiting_for = Vec::new();
         let taken = unless_stopped(&mut stop, async {
-            let claims = if dry_run {
-                ClaimSet::default()
+            if dry_run {
+                Ok::<_, Error>((ClaimSet::default(), None))
             } else {
                 let (left, _) = leftovers(&journal.records().await?);
                 let mut keys: Vec<String> = left
@@ -77,14 +77,8 @@ impl Fleet {
                 keys.sort();
                 keys.dedup();
                 waiting_for.clone_from(&keys);
-                self.engine.claim(&keys, &run, "recover").await?
-            };
-            let lock = if dry_run {
-                None
-            } else {
-                self.engine.lock().await?
-            };
-            Ok::<_, Error>((claims, lock))
+                self.engine.claim_locked(&keys, &run, "recover").await
+            }
         })
         .await;
         let Some(taken) = taken else {

@@ -136,16 +136,15 @@ impl Ctx<'_> {
         } else {
             t.node.clone()
         };
-        let claim = self
+        let (claim, _lock) = self
             .fleet
             .engine()
-            .claim(&[key], txn.id().unwrap_or_default(), &self.command)
+            .claim_locked(&[key], txn.id().unwrap_or_default(), &self.command)
             .await?;
         self.claims
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(claim);
-        let _lock = self.fleet.engine().lock().await?;
         let write = Write {
             node: (!t.node.is_empty()).then(|| t.node.clone()),
             bal: t.bal,
