@@ -11,9 +11,10 @@ use lb_core::{
     AdminState, Balancer, Capabilities, Change, DrainSignal, Error, Health, Member, MemberRef,
 };
 
-use crate::config::{Edit, Lookup, Server, UpstreamFile};
+use crate::config::{Edit, Server};
 use crate::error::NgxError;
 use crate::fsio;
+use crate::includes::Tree;
 use crate::procs::{self, BuildInfo};
 
 mod reload;
@@ -66,8 +67,6 @@ struct Inner {
     build: BuildInfo,
     /// Workers that served before one of our reloads and may still run.
     old_workers: Mutex<Vec<procs::Child>>,
-    /// The `include`s inside upstream blocks at the last read.
-    includes: Mutex<Vec<lb_core::Unattributed>>,
 }
 
 /// Builds an [`Nginx`]; see [`Nginx::builder`].
@@ -244,7 +243,6 @@ impl NginxBuilder {
                 reload_timeout: self.reload_timeout,
                 build,
                 old_workers: Mutex::new(Vec::new()),
-                includes: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -288,58 +286,14 @@ impl Inner {
         }
     }
 
-    fn file_label(&self) -> String {
-        self.upstream_file.display().to_string()
+    /// The upstream file and the files its upstream blocks include.
+    fn tree(&self) -> Result<Tree, NgxError> {
+        Tree::read(&self.upstream_file, &self.conf_prefix())
     }
 
-    fn read(&self, path: &Path) -> Result<Vec<u8>, NgxError> {
-        fs::read(path).map_err(|e| NgxError::io(format!("cannot read {}", path.display()), e))
-    }
-
-    fn parse<'b>(&self, path: &Path, bytes: &'b [u8]) -> Result<UpstreamFile<'b>, NgxError> {
-        UpstreamFile::parse(bytes).map_err(|err| NgxError::Parse {
-            file: path.to_owned(),
-            err,
-        })
-    }
-
-    fn lookup<'f, 'b>(
-        &self,
-        f: &'f UpstreamFile<'b>,
-        m: &MemberRef,
-    ) -> Result<&'f Server<'b>, NgxError> {
-        f.find(&m.pool, &m.member).map_err(|l| match l {
-            Lookup::NoUpstream => NgxError::NotFound(format!(
-                "pool {} not found: {} has no upstream {} (member {m})",
-                m.pool,
-                self.file_label(),
-                m.pool
-            )),
-            Lookup::NoServer => NgxError::NotFound(format!(
-                "member {m} not found: upstream {} in {} has no server {}",
-                m.pool,
-                self.file_label(),
-                m.member
-            )),
-            Lookup::DuplicateUpstream(lines) => NgxError::Unsupported(format!(
-                "upstream {} is defined more than once in {} (lines {lines:?}); cannot change {m}",
-                m.pool,
-                self.file_label()
-            )),
-            Lookup::DuplicateServer(lines) => NgxError::Unsupported(format!(
-                "server {} appears more than once in upstream {} of {} (lines {lines:?}); cannot tell which is {m}",
-                m.member,
-                m.pool,
-                self.file_label()
-            )),
-        })
-    }
-
-    /// How long ago the upstream file was last written.
-    fn file_age(&self) -> Option<Duration> {
-        let written = fs::metadata(&self.upstream_file)
-            .and_then(|m| m.modified())
-            .ok()?;
+    /// How long ago a file of the tree was last written.
+    fn file_age(tree: &Tree) -> Option<Duration> {
+        let written = tree.last_written()?;
         Some(
             SystemTime::now()
                 .duration_since(written)
@@ -349,14 +303,14 @@ impl Inner {
 
     /// Whether every worker older than the last reload has exited (or, with
     /// no running master to look at, whether the grace period has passed
-    /// since the upstream file was written). `None` when neither signal is
+    /// since the upstream file, or a file it includes, was written). `None` when neither signal is
     /// available.
     ///
     /// Old workers are the ones this driver saw before its own reloads
     /// (exact), and any worker whose title says it is shutting down (which
     /// also covers reloads made by others, once nginx has told its old
     /// workers to stop: hence the short [`RETITLE_DELAY`] after a write).
-    fn drained_now(&self) -> Option<bool> {
+    fn drained_now(&self, tree: &Tree) -> Option<bool> {
         if let Some(pf) = &self.pid_file
             && let Ok(master) = procs::master_pid(pf)
         {
@@ -366,47 +320,34 @@ impl Inner {
             if !old.is_empty() || kids.iter().any(|c| c.is_shutting_down()) {
                 return Some(false);
             }
-            return Some(self.file_age().is_some_and(|a| a >= RETITLE_DELAY));
+            return Some(Self::file_age(tree).is_some_and(|a| a >= RETITLE_DELAY));
         }
         let grace = self.grace?;
-        Some(self.file_age()? >= grace)
+        Some(Self::file_age(tree)? >= grace)
     }
 
     fn members(&self) -> Result<Vec<Member>, NgxError> {
-        let bytes = self.read(&self.upstream_file)?;
-        let file = self.parse(&self.upstream_file, &bytes)?;
+        let tree = self.tree()?;
         let mut drained: Option<Option<bool>> = None;
-        let mut out = Vec::new();
-        *self.includes.lock().unwrap_or_else(|p| p.into_inner()) = file
-            .upstreams()
-            .iter()
-            .flat_map(|u| {
-                u.includes().iter().map(|i| lb_core::Unattributed {
-                    pool: u.name().to_owned(),
-                    server: format!("include {i}"),
-                    why: "an included file lbctl does not read".into(),
-                })
-            })
-            .collect();
-        for u in file.upstreams() {
-            for s in u.servers() {
-                let admin = admin_of(s);
-                let active = if admin == AdminState::Ready {
-                    None
-                } else {
-                    let d = *drained.get_or_insert_with(|| self.drained_now());
-                    (d == Some(true)).then_some(0)
-                };
-                out.push(Member {
-                    pool: u.name().to_owned(),
-                    name: s.address().to_owned(),
-                    address: s.address().to_owned(),
-                    admin,
-                    health: Health::Unknown,
-                    active,
-                    weight: Some(s.weight().unwrap_or(1)),
-                });
-            }
+        let mut out = Vec::with_capacity(tree.servers.len());
+        for e in &tree.servers {
+            let s = &e.server;
+            let admin = admin_of(s);
+            let active = if admin == AdminState::Ready {
+                None
+            } else {
+                let d = *drained.get_or_insert_with(|| self.drained_now(&tree));
+                (d == Some(true)).then_some(0)
+            };
+            out.push(Member {
+                pool: e.pool.clone(),
+                name: s.address().to_owned(),
+                address: s.address().to_owned(),
+                admin,
+                health: Health::Unknown,
+                active,
+                weight: Some(s.weight().unwrap_or(1)),
+            });
         }
         Ok(out)
     }
@@ -450,8 +391,38 @@ impl Inner {
         )
     }
 
+    /// Reads the tree under the upstream file's lock (which the caller
+    /// holds) and, when `m` is in a file the upstream file includes, locks
+    /// that file too, reading again until it is as read (someone may have
+    /// written it between the read and the lock). Returns the tree, the
+    /// index of the file holding `m`, and the second lock.
+    fn read_locked(&self, m: &MemberRef) -> Result<(Tree, usize, Option<fsio::Locked>), NgxError> {
+        for _ in 0..5 {
+            let tree = self.tree()?;
+            let index = tree.find(m)?.file;
+            if index == 0 {
+                return Ok((tree, 0, None));
+            }
+            let src = &tree.files[index];
+            let held = fsio::lock(&src.real)
+                .map_err(|e| NgxError::io(format!("cannot lock {}", src.real.display()), e))?;
+            let now = fs::read(&src.real)
+                .map_err(|e| NgxError::io(format!("cannot read {}", src.real.display()), e))?;
+            if now == src.bytes {
+                return Ok((tree, index, Some(held)));
+            }
+        }
+        Err(NgxError::io(
+            format!("cannot change {m}: the file that holds it keeps changing"),
+            std::io::Error::other("rewritten while lbctl was locking it"),
+        ))
+    }
+
     /// The whole write: lock, read, edit, write, `nginx -t`, reload, read
     /// back, restoring the original bytes on any failure after the write.
+    /// The server line edited is in the upstream file or in a file one of
+    /// its upstream blocks includes: only that file is written (the
+    /// upstream file is locked either way, the file written as well).
     fn transact(
         &self,
         m: &MemberRef,
@@ -460,24 +431,24 @@ impl Inner {
         check: impl Fn(&Server<'_>) -> Result<(), String>,
     ) -> Result<Change, NgxError> {
         // Edit the real file: renaming over a symlink would replace the link.
-        let path = fs::canonicalize(&self.upstream_file).map_err(|e| {
+        let main = fs::canonicalize(&self.upstream_file).map_err(|e| {
             NgxError::io(format!("cannot open {}", self.upstream_file.display()), e)
         })?;
-        let _lock = fsio::lock(&path)
-            .map_err(|e| NgxError::io(format!("cannot lock {}", path.display()), e))?;
-        let original = self.read(&path)?;
-        let file = self.parse(&path, &original)?;
-        let server = self.lookup(&file, m)?;
-        let e = edit(server, &original);
+        let _lock = fsio::lock(&main)
+            .map_err(|e| NgxError::io(format!("cannot lock {}", main.display()), e))?;
+        let (tree, index, _held) = self.read_locked(m)?;
+        let path = tree.files[index].real.clone();
+        let original = &tree.files[index].bytes;
+        let e = edit(&tree.find(m)?.server, original);
         if e.is_empty() {
             return Ok(Change::AlreadyInState);
         }
-        let new = e.apply(&original);
+        let new = e.apply(original);
         // Check our own edit before anyone sees it.
-        let reparsed = UpstreamFile::parse(&new).map_err(|err| {
+        let reparsed = tree.with_file(index, new.clone()).map_err(|err| {
             NgxError::ReadBack(format!("{what}: the edited file would not parse: {err}"))
         })?;
-        check(self.lookup(&reparsed, m)?)
+        check(&reparsed.find(m)?.server)
             .map_err(|why| NgxError::ReadBack(format!("{what}: the edited file {why}")))?;
 
         fsio::replace(&path, &new)
@@ -489,7 +460,7 @@ impl Inner {
         let prepared = self.prepare_reload();
         let tested = Self::finish_test(test);
         let restore = |why: &str| -> Result<(), NgxError> {
-            fsio::write_atomic(&path, &original).map_err(|e| {
+            fsio::write_atomic(&path, original).map_err(|e| {
                 NgxError::io(
                     format!(
                         "{what}: {why}, and restoring {} failed (it holds the change)",
@@ -543,9 +514,8 @@ impl Inner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .extend(old);
-        let back_bytes = self.read(&path)?;
-        let back = self.parse(&path, &back_bytes)?;
-        check(self.lookup(&back, m)?).map_err(|why| {
+        let back = self.tree()?;
+        check(&back.find(m)?.server).map_err(|why| {
             NgxError::ReadBack(format!(
                 "{what}: after the reload {} {why} (changed by someone else?)",
                 path.display()
@@ -605,14 +575,6 @@ impl Balancer for Nginx {
         blocking(&self.inner.name, move || inner.set_weight(&m, weight)).await
     }
 
-    fn unattributed(&self) -> Vec<lb_core::Unattributed> {
-        self.inner
-            .includes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
     fn warnings(&self) -> Vec<String> {
         let i = &self.inner;
         let mut w = Vec::new();
@@ -651,14 +613,13 @@ mod tests {
                 ..BuildInfo::default()
             },
             old_workers: Mutex::new(Vec::new()),
-            includes: Mutex::new(Vec::new()),
         }
     }
 
     /// The server line after `state`, starting from `line`.
     fn after(i: &Inner, line: &str, state: AdminState) -> String {
         let src = format!("upstream u {{ {line} }}");
-        let f = UpstreamFile::parse(src.as_bytes()).unwrap();
+        let f = crate::config::UpstreamFile::parse(src.as_bytes()).unwrap();
         let s = f.find("u", "a:1").unwrap();
         let out = i.state_edit(s, src.as_bytes(), state).apply(src.as_bytes());
         let out = String::from_utf8(out).unwrap();
@@ -716,7 +677,7 @@ mod tests {
 
     #[test]
     fn admin_state_from_the_parameters() {
-        let f = UpstreamFile::parse(
+        let f = crate::config::UpstreamFile::parse(
             b"upstream u { server a down; server b drain; server c; server d drain down; }",
         )
         .unwrap();
