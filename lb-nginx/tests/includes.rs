@@ -2,7 +2,6 @@
 //! nginx started by the lab: followed as nginx follows them, edited in the
 //! file that holds them.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -34,17 +33,14 @@ fn write(p: &Path, text: &str) {
     std::fs::write(p, text).unwrap();
 }
 
-/// Sends `n` requests through `url` and counts the answers per backend.
-fn spread(url: &str, n: usize) -> BTreeMap<String, usize> {
-    let mut seen = BTreeMap::new();
-    for _ in 0..n {
-        let r = http::get(url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
-        assert_eq!(r.status, 200, "GET {url}: {r:?}");
-        *seen
-            .entry(r.header("x-backend").expect("X-Backend").to_string())
-            .or_default() += 1;
-    }
-    seen
+/// Each member's pool, name and weight, in the order `members()` lists them.
+async fn listed(d: &Nginx) -> Vec<(String, String, Option<u32>)> {
+    d.members()
+        .await
+        .expect("members()")
+        .into_iter()
+        .map(|m| (m.pool, m.name, m.weight))
+        .collect()
 }
 
 async fn drained(d: &Nginx, m: &MemberRef) {
@@ -124,13 +120,7 @@ async fn included_servers_are_members_and_are_edited_in_their_own_file() {
     let upstreams = read(&lab.upstream_file());
     let d = driver_with(lab, lab.bin());
 
-    let mut got: Vec<(String, String, Option<u32>)> = d
-        .members()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| (m.pool, m.name, m.weight))
-        .collect();
+    let mut got = listed(&d).await;
     got.sort();
     let mut want: Vec<_> = b
         .iter()
@@ -140,7 +130,11 @@ async fn included_servers_are_members_and_are_edited_in_their_own_file() {
     assert_eq!(got, want, "every server nginx routes to is a member");
     assert!(d.unattributed().is_empty(), "{:?}", d.unattributed());
     let url = lab.frontend_url("app");
-    assert_eq!(spread(&url, 30).get("node2"), Some(&10), "round robin");
+    assert_eq!(
+        http::spread(&url, 30).get("node2"),
+        Some(&10),
+        "round robin"
+    );
 
     let node2 = member(&b[1], "app");
     let (web, web_text) = &inc.files[0];
@@ -156,7 +150,7 @@ async fn included_servers_are_members_and_are_edited_in_their_own_file() {
     inc.unchanged_but(Some(web));
     assert_eq!(read(&lab.upstream_file()), upstreams);
     drained(&d, &node2).await;
-    let seen = spread(&url, 30);
+    let seen = http::spread(&url, 30);
     assert_eq!(
         seen.get("node2"),
         None,
@@ -243,7 +237,10 @@ async fn a_change_nginx_t_refuses_puts_every_file_back() {
         .filter(|n| n.contains("lbctl"))
         .collect();
     assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
-    assert_eq!(spread(&lab.frontend_url("app"), 30).get("node2"), Some(&10));
+    assert_eq!(
+        http::spread(&lab.frontend_url("app"), 30).get("node2"),
+        Some(&10)
+    );
 }
 
 /// A driver on a configuration laid out like a distribution's:
@@ -272,13 +269,7 @@ async fn relative_includes_are_under_the_directory_of_nginx_conf() {
     write(&d.path().join("etc/app.d/b.conf"), "server 10.0.0.2:80;\n");
     write(&d.path().join("etc/app.d/a.conf"), "server 10.0.0.1:80;\n");
     write(&d.path().join("etc/app.d/.c.conf"), "server 10.0.0.3:80;\n");
-    let names: Vec<String> = drv
-        .members()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.name)
-        .collect();
+    let names: Vec<String> = listed(&drv).await.into_iter().map(|m| m.1).collect();
     assert_eq!(
         names,
         ["10.0.0.1:80", "10.0.0.2:80"],
@@ -356,13 +347,7 @@ async fn a_file_included_in_two_upstreams_is_not_edited_for_one() {
         "upstream app {\n  include shared.conf;\n}\nupstream api {\n  include shared.conf;\n}\n";
     let drv = offline(d.path(), up);
     write(&d.path().join("etc/shared.conf"), "server 10.0.0.2:80;\n");
-    let pools: Vec<String> = drv
-        .members()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.pool)
-        .collect();
+    let pools: Vec<String> = listed(&drv).await.into_iter().map(|m| m.0).collect();
     assert_eq!(pools, ["app", "api"]);
     let e = drv
         .set_state(&MemberRef::new("app", "10.0.0.2:80"), AdminState::Drain)
