@@ -267,12 +267,12 @@ impl Tree {
         let entry = match found.as_slice() {
             [] => {
                 let also = if self.files.len() > 1 {
-                    " nor in the files it includes"
+                    " (with the files it includes)"
                 } else {
                     ""
                 };
                 return Err(NgxError::NotFound(format!(
-                    "member {m} not found: upstream {} in {main} has no server {}{also}",
+                    "member {m} not found: upstream {} in {main}{also} has no server {}",
                     m.pool, m.member
                 )));
             }
