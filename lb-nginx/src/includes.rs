@@ -37,15 +37,42 @@ pub(crate) struct Source {
     pub included: Option<(String, usize, usize)>,
 }
 
-/// A `server` line of an upstream, in the file that holds it.
+/// A `server` line of an upstream, in the file that holds it: what
+/// `members()` reports, and where the line is ([`Tree::server`] finds the
+/// directive again to edit it).
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
     /// The upstream (pool) it is in.
     pub pool: String,
     /// The file that holds it (an index into [`Tree::files`]).
     pub file: usize,
-    /// The directive; its spans point into that file's bytes.
-    pub server: Server<'static>,
+    /// Where its `server` keyword starts in that file's bytes.
+    start: usize,
+    /// Its line in that file.
+    pub line: usize,
+    /// The address as written.
+    pub address: String,
+    /// Whether it has the `down` parameter.
+    pub down: bool,
+    /// Whether it has the `drain` parameter.
+    pub drain: bool,
+    /// Its `weight=` (`None`: nginx's default, 1).
+    pub weight: Option<u32>,
+}
+
+impl Entry {
+    pub(crate) fn new(pool: &str, file: usize, s: &Server<'_>) -> Entry {
+        Entry {
+            pool: pool.to_owned(),
+            file,
+            start: s.start(),
+            line: s.line(),
+            address: s.address().to_owned(),
+            down: s.has("down"),
+            drain: s.has("drain"),
+            weight: s.weight(),
+        }
+    }
 }
 
 /// The upstream file and every file its upstream blocks include.
@@ -164,11 +191,8 @@ impl Tree {
                 file: file.clone(),
                 err,
             })?;
-            self.servers.extend(body.servers().iter().map(|s| Entry {
-                pool: pool.to_owned(),
-                file: index,
-                server: s.clone().into_owned(),
-            }));
+            self.servers
+                .extend(body.servers().iter().map(|s| Entry::new(pool, index, s)));
             let nested = pending(pool, index, body.includes());
             drop(body);
             self.files.push(Source {
@@ -187,40 +211,40 @@ impl Tree {
         Ok(())
     }
 
-    /// The same tree with file `index` holding `bytes` instead: how an edit
-    /// of one server line would read. Its includes are not followed again
-    /// (an edit of a server line does not change them).
+    /// The servers file `index` would hold with `bytes` instead: how an
+    /// edit of one of its server lines reads.
     ///
     /// # Errors
     ///
-    /// When the new bytes do not parse.
-    pub(crate) fn with_file(&self, index: usize, bytes: Vec<u8>) -> Result<Tree, NgxError> {
-        let mut t = self.clone();
-        let src = &t.files[index];
-        let fresh: Vec<Entry> = match &src.included {
-            None => main_parts(&bytes).map(|parts| {
-                t.upstreams = parts.upstreams;
-                parts.servers
-            }),
-            Some((pool, ..)) => UpstreamBody::parse(&bytes).map(|b| {
+    /// When the bytes do not parse.
+    pub(crate) fn reparse(&self, index: usize, bytes: &[u8]) -> Result<Vec<Entry>, NgxError> {
+        let src = &self.files[index];
+        match &src.included {
+            None => main_parts(bytes).map(|parts| parts.servers),
+            Some((pool, ..)) => UpstreamBody::parse(bytes).map(|b| {
                 b.servers()
                     .iter()
-                    .map(|s| Entry {
-                        pool: pool.clone(),
-                        file: index,
-                        server: s.clone().into_owned(),
-                    })
+                    .map(|s| Entry::new(pool, index, s))
                     .collect()
             }),
         }
         .map_err(|err| NgxError::Parse {
             file: src.path.clone(),
             err,
-        })?;
-        t.servers.retain(|e| e.file != index);
-        t.servers.extend(fresh);
-        t.files[index].bytes = bytes;
-        Ok(t)
+        })
+    }
+
+    /// The directive of `entry` in `bytes` (the bytes of its file as read).
+    pub(crate) fn server<'b>(&self, entry: &Entry, bytes: &'b [u8]) -> Option<Server<'b>> {
+        let at =
+            |servers: &[Server<'b>]| servers.iter().find(|s| s.start() == entry.start).cloned();
+        match self.files[entry.file].included {
+            None => {
+                let f = UpstreamFile::parse(bytes).ok()?;
+                f.upstreams().iter().find_map(|u| at(u.servers()))
+            }
+            Some(_) => at(UpstreamBody::parse(bytes).ok()?.servers()),
+        }
     }
 
     /// Where line `line` of file `index` is, for messages.
@@ -262,7 +286,7 @@ impl Tree {
         let found: Vec<&Entry> = self
             .servers
             .iter()
-            .filter(|e| e.pool == m.pool && e.server.address() == m.member)
+            .filter(|e| e.pool == m.pool && e.address == m.member)
             .collect();
         let entry = match found.as_slice() {
             [] => {
@@ -278,10 +302,7 @@ impl Tree {
             }
             [one] => *one,
             many => {
-                let at: Vec<String> = many
-                    .iter()
-                    .map(|e| self.place(e.file, e.server.line()))
-                    .collect();
+                let at: Vec<String> = many.iter().map(|e| self.place(e.file, e.line)).collect();
                 return Err(NgxError::Unsupported(format!(
                     "server {} appears more than once in upstream {} ({}); cannot tell which is {m}",
                     m.member,
@@ -327,11 +348,7 @@ fn main_parts(bytes: &[u8]) -> Result<Parts, crate::config::ParseError> {
     let mut servers = Vec::new();
     let mut includes = Vec::new();
     for u in file.upstreams() {
-        servers.extend(u.servers().iter().map(|s| Entry {
-            pool: u.name().to_owned(),
-            file: 0,
-            server: s.clone().into_owned(),
-        }));
+        servers.extend(u.servers().iter().map(|s| Entry::new(u.name(), 0, s)));
         includes.extend(pending(u.name(), 0, u.includes()));
     }
     let upstreams = file

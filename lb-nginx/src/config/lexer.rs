@@ -15,14 +15,6 @@ pub struct Word<'a> {
 }
 
 impl Word<'_> {
-    /// The same word, owning its value.
-    pub fn into_owned(self) -> Word<'static> {
-        Word {
-            value: Cow::Owned(self.value.into_owned()),
-            span: self.span,
-        }
-    }
-
     /// The value, as nginx reads it.
     pub fn value(&self) -> &str {
         &self.value

@@ -395,15 +395,6 @@ impl Edit {
 }
 
 impl Server<'_> {
-    /// The same server, owning its text (to keep it beyond the source's
-    /// lifetime; its spans still point into the source).
-    pub fn into_owned(self) -> Server<'static> {
-        Server {
-            line: self.line,
-            words: self.words.into_iter().map(Word::into_owned).collect(),
-        }
-    }
-
     fn param_words(&self) -> &[Word<'_>] {
         &self.words[2..]
     }

@@ -14,7 +14,7 @@ use lb_core::{
 use crate::config::{Edit, Server};
 use crate::error::NgxError;
 use crate::fsio;
-use crate::includes::Tree;
+use crate::includes::{Entry, Tree};
 use crate::procs::{self, BuildInfo};
 
 mod reload;
@@ -259,10 +259,10 @@ fn find_nginx() -> Option<PathBuf> {
 }
 
 /// The admin state a server line says.
-fn admin_of(s: &Server<'_>) -> AdminState {
-    if s.has("down") {
+fn admin_of(e: &Entry) -> AdminState {
+    if e.down {
         AdminState::Maint
-    } else if s.has("drain") {
+    } else if e.drain {
         AdminState::Drain
     } else {
         AdminState::Ready
@@ -291,9 +291,9 @@ impl Inner {
         Tree::read(&self.upstream_file, &self.conf_prefix())
     }
 
-    /// How long ago a file of the tree was last written.
-    fn file_age(tree: &Tree) -> Option<Duration> {
-        let written = tree.last_written()?;
+    /// How long ago `written` was.
+    fn file_age(written: Option<SystemTime>) -> Option<Duration> {
+        let written = written?;
         Some(
             SystemTime::now()
                 .duration_since(written)
@@ -310,7 +310,7 @@ impl Inner {
     /// (exact), and any worker whose title says it is shutting down (which
     /// also covers reloads made by others, once nginx has told its old
     /// workers to stop: hence the short [`RETITLE_DELAY`] after a write).
-    fn drained_now(&self, tree: &Tree) -> Option<bool> {
+    fn drained_now(&self, written: Option<SystemTime>) -> Option<bool> {
         if let Some(pf) = &self.pid_file
             && let Ok(master) = procs::master_pid(pf)
         {
@@ -320,33 +320,34 @@ impl Inner {
             if !old.is_empty() || kids.iter().any(|c| c.is_shutting_down()) {
                 return Some(false);
             }
-            return Some(Self::file_age(tree).is_some_and(|a| a >= RETITLE_DELAY));
+            return Some(Self::file_age(written).is_some_and(|a| a >= RETITLE_DELAY));
         }
         let grace = self.grace?;
-        Some(Self::file_age(tree)? >= grace)
+        Some(Self::file_age(written)? >= grace)
     }
 
     fn members(&self) -> Result<Vec<Member>, NgxError> {
-        let tree = self.tree()?;
+        let mut tree = self.tree()?;
+        let written = tree.last_written();
         let mut drained: Option<Option<bool>> = None;
-        let mut out = Vec::with_capacity(tree.servers.len());
-        for e in &tree.servers {
-            let s = &e.server;
-            let admin = admin_of(s);
+        let servers = std::mem::take(&mut tree.servers);
+        let mut out = Vec::with_capacity(servers.len());
+        for e in servers {
+            let admin = admin_of(&e);
             let active = if admin == AdminState::Ready {
                 None
             } else {
-                let d = *drained.get_or_insert_with(|| self.drained_now(&tree));
+                let d = *drained.get_or_insert_with(|| self.drained_now(written));
                 (d == Some(true)).then_some(0)
             };
             out.push(Member {
-                pool: e.pool.clone(),
-                name: s.address().to_owned(),
-                address: s.address().to_owned(),
+                pool: e.pool,
+                name: e.address.clone(),
+                address: e.address,
                 admin,
                 health: Health::Unknown,
                 active,
-                weight: Some(s.weight().unwrap_or(1)),
+                weight: Some(e.weight.unwrap_or(1)),
             });
         }
         Ok(out)
@@ -368,8 +369,8 @@ impl Inner {
             m,
             &format!("set {m} {state}"),
             |s, src| self.state_edit(s, src, state),
-            |s| {
-                let got = admin_of(s);
+            |e| {
+                let got = admin_of(e);
                 (got == want)
                     .then_some(())
                     .ok_or(format!("reads {got}, expected {want}"))
@@ -382,8 +383,8 @@ impl Inner {
             m,
             &format!("set the weight of {m} to {weight}"),
             |s, src| s.set_weight(src, weight),
-            |s| {
-                let got = s.weight().unwrap_or(1);
+            |e| {
+                let got = e.weight.unwrap_or(1);
                 (got == weight)
                     .then_some(())
                     .ok_or(format!("weight reads {got}, expected {weight}"))
@@ -428,7 +429,7 @@ impl Inner {
         m: &MemberRef,
         what: &str,
         edit: impl Fn(&Server<'_>, &[u8]) -> Edit,
-        check: impl Fn(&Server<'_>) -> Result<(), String>,
+        check: impl Fn(&Entry) -> Result<(), String>,
     ) -> Result<Change, NgxError> {
         // Edit the real file: renaming over a symlink would replace the link.
         let main = fs::canonicalize(&self.upstream_file).map_err(|e| {
@@ -439,16 +440,23 @@ impl Inner {
         let (tree, index, _held) = self.read_locked(m)?;
         let path = tree.files[index].real.clone();
         let original = &tree.files[index].bytes;
-        let e = edit(&tree.find(m)?.server, original);
+        let server = tree.server(tree.find(m)?, original).ok_or_else(|| {
+            NgxError::ReadBack(format!("{what}: the server line moved while it was read"))
+        })?;
+        let e = edit(&server, original);
         if e.is_empty() {
             return Ok(Change::AlreadyInState);
         }
         let new = e.apply(original);
         // Check our own edit before anyone sees it.
-        let reparsed = tree.with_file(index, new.clone()).map_err(|err| {
+        let reparsed = tree.reparse(index, &new).map_err(|err| {
             NgxError::ReadBack(format!("{what}: the edited file would not parse: {err}"))
         })?;
-        check(&reparsed.find(m)?.server)
+        let edited = reparsed
+            .iter()
+            .find(|e| e.pool == m.pool && e.address == m.member)
+            .ok_or_else(|| NgxError::ReadBack(format!("{what}: the edited file lost {m}")))?;
+        check(edited)
             .map_err(|why| NgxError::ReadBack(format!("{what}: the edited file {why}")))?;
 
         fsio::replace(&path, &new)
@@ -515,7 +523,7 @@ impl Inner {
             .unwrap_or_else(|p| p.into_inner())
             .extend(old);
         let back = self.tree()?;
-        check(&back.find(m)?.server).map_err(|why| {
+        check(back.find(m)?).map_err(|why| {
             NgxError::ReadBack(format!(
                 "{what}: after the reload {} {why} (changed by someone else?)",
                 path.display()
@@ -681,7 +689,11 @@ mod tests {
             b"upstream u { server a down; server b drain; server c; server d drain down; }",
         )
         .unwrap();
-        let got: Vec<_> = f.upstreams()[0].servers().iter().map(admin_of).collect();
+        let got: Vec<_> = f.upstreams()[0]
+            .servers()
+            .iter()
+            .map(|s| admin_of(&Entry::new("u", 0, s)))
+            .collect();
         assert_eq!(
             got,
             [
