@@ -107,8 +107,8 @@ pub trait Balancer: Send + Sync + std::fmt::Debug {
         Vec::new()
     }
 
-    /// What this balancer routes to but cannot present as a member (an
-    /// nginx `include` inside an upstream block), as of its last read of
+    /// What this balancer routes to but cannot present as a member (say,
+    /// servers in a file the driver does not read), as of its last read of
     /// the members. Any node may be behind one, so the orchestrator never
     /// calls a node drained while one exists.
     ///

@@ -88,7 +88,7 @@ pub struct Unattributed {
     /// The pool it is in.
     pub pool: String,
     /// Its text in the balancer's configuration, e.g.
-    /// `include /etc/nginx/upstream.d/app.conf`.
+    /// `server unix:/run/app.sock`.
     pub server: String,
     /// Why it cannot be attributed.
     pub why: String,

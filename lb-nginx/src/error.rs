@@ -21,6 +21,10 @@ pub(crate) enum NgxError {
     /// The upstream file is not valid nginx syntax.
     #[error("{} is not valid nginx syntax: {err}", file.display())]
     Parse { file: PathBuf, err: ParseError },
+    /// A configuration nginx would refuse beyond its syntax (a file that
+    /// includes itself).
+    #[error("{0}")]
+    Config(String),
     /// No such pool or member (the message names it).
     #[error("{0}")]
     NotFound(String),
@@ -81,7 +85,7 @@ impl NgxError {
                 io::ErrorKind::PermissionDenied => Error::unauthorized(balancer, message),
                 _ => Error::unavailable(balancer, message),
             },
-            NgxError::Parse { .. } => Error::protocol(balancer, message),
+            NgxError::Parse { .. } | NgxError::Config(_) => Error::protocol(balancer, message),
             NgxError::NotFound(_) => Error::not_found(balancer, message),
             NgxError::Unsupported(_) => Error::unsupported(balancer, message),
             NgxError::TestFailed(_) => Error::unsupported(balancer, message),

@@ -3,6 +3,7 @@
 pub mod config;
 mod error;
 mod fsio;
+mod includes;
 mod oss;
 mod plus;
 mod procs;

@@ -1,6 +1,5 @@
 //! The open-source driver against a real nginx started by the lab.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use lb_core::{AdminState, Balancer, Change, DrainSignal, Health, Member, MemberRef, conformance};
@@ -27,19 +26,6 @@ async fn find(d: &Nginx, m: &MemberRef) -> Member {
     all.into_iter()
         .find(|x| x.is(m))
         .unwrap_or_else(|| panic!("{m} is listed"))
-}
-
-/// Sends `n` requests through `url` and counts the answers per backend.
-fn spread(url: &str, n: usize) -> BTreeMap<String, usize> {
-    let mut seen = BTreeMap::new();
-    for _ in 0..n {
-        let r = http::get(url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
-        assert_eq!(r.status, 200, "GET {url}: {r:?}");
-        *seen
-            .entry(r.header("x-backend").expect("X-Backend").to_string())
-            .or_default() += 1;
-    }
-    seen
 }
 
 /// Waits until the driver reports `m` drained (`active == Some(0)`): the
@@ -127,7 +113,7 @@ async fn a_drained_member_gets_no_traffic_until_it_is_ready() {
     assert_eq!(m.health, Health::Unknown);
     drained(&d, &node2).await;
     let hits = b[1].hits();
-    let seen = spread(&url, 30);
+    let seen = http::spread(&url, 30);
     assert_eq!(
         seen.get("node2"),
         None,
@@ -143,7 +129,7 @@ async fn a_drained_member_gets_no_traffic_until_it_is_ready() {
     );
     assert_eq!(find(&d, &node2).await.admin, AdminState::Ready);
     old_workers_gone(&lab, &workers);
-    let seen = spread(&url, 30);
+    let seen = http::spread(&url, 30);
     assert_eq!(seen.get("node2"), Some(&10), "round robin again: {seen:?}");
 }
 
@@ -214,7 +200,7 @@ async fn edits_touch_one_directive_and_round_trip_to_the_same_bytes() {
     );
     assert_eq!(text.lines().count(), after.lines().count());
     drained(&d, &node2).await;
-    let seen = spread(&lab.frontend_url("app"), 12);
+    let seen = http::spread(&lab.frontend_url("app"), 12);
     assert_eq!(seen.get("node2"), None, "{seen:?}");
 
     assert_eq!(
@@ -473,7 +459,7 @@ async fn reload_command_is_run_and_a_failing_one_restores_the_file() {
         "the command reloaded nginx"
     );
     drained(&d, &m).await;
-    let seen = spread(&lab.frontend_url("app"), 6);
+    let seen = http::spread(&lab.frontend_url("app"), 6);
     assert_eq!(seen.get("node1"), None, "{seen:?}");
     assert_eq!(
         d.set_state(&m, AdminState::Ready).await.unwrap(),

@@ -36,6 +36,24 @@ pub fn get(url: &str) -> io::Result<Response> {
     request("GET", url, &[], "")
 }
 
+/// Sends `n` requests to `url` (a lab frontend) and counts the answers
+/// per backend (their `X-Backend` header).
+///
+/// # Panics
+///
+/// When a request fails, is not answered 200, or has no `X-Backend`.
+pub fn spread(url: &str, n: usize) -> std::collections::BTreeMap<String, usize> {
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let r = get(url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        assert_eq!(r.status, 200, "GET {url}: {r:?}");
+        *seen
+            .entry(r.header("x-backend").expect("X-Backend").to_string())
+            .or_default() += 1;
+    }
+    seen
+}
+
 /// Sends one request. `url` is `http://host:port/path?query`.
 ///
 /// # Errors

@@ -11,9 +11,10 @@ use lb_core::{
     AdminState, Balancer, Capabilities, Change, DrainSignal, Error, Health, Member, MemberRef,
 };
 
-use crate::config::{Edit, Lookup, Server, UpstreamFile};
+use crate::config::{Edit, Server};
 use crate::error::NgxError;
 use crate::fsio;
+use crate::includes::{Entry, Tree};
 use crate::procs::{self, BuildInfo};
 
 mod reload;
@@ -66,8 +67,6 @@ struct Inner {
     build: BuildInfo,
     /// Workers that served before one of our reloads and may still run.
     old_workers: Mutex<Vec<procs::Child>>,
-    /// The `include`s inside upstream blocks at the last read.
-    includes: Mutex<Vec<lb_core::Unattributed>>,
 }
 
 /// Builds an [`Nginx`]; see [`Nginx::builder`].
@@ -244,7 +243,6 @@ impl NginxBuilder {
                 reload_timeout: self.reload_timeout,
                 build,
                 old_workers: Mutex::new(Vec::new()),
-                includes: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -261,10 +259,10 @@ fn find_nginx() -> Option<PathBuf> {
 }
 
 /// The admin state a server line says.
-fn admin_of(s: &Server<'_>) -> AdminState {
-    if s.has("down") {
+fn admin_of(e: &Entry) -> AdminState {
+    if e.down {
         AdminState::Maint
-    } else if s.has("drain") {
+    } else if e.drain {
         AdminState::Drain
     } else {
         AdminState::Ready
@@ -288,58 +286,14 @@ impl Inner {
         }
     }
 
-    fn file_label(&self) -> String {
-        self.upstream_file.display().to_string()
+    /// The upstream file and the files its upstream blocks include.
+    fn tree(&self) -> Result<Tree, NgxError> {
+        Tree::read(&self.upstream_file, &self.conf_prefix())
     }
 
-    fn read(&self, path: &Path) -> Result<Vec<u8>, NgxError> {
-        fs::read(path).map_err(|e| NgxError::io(format!("cannot read {}", path.display()), e))
-    }
-
-    fn parse<'b>(&self, path: &Path, bytes: &'b [u8]) -> Result<UpstreamFile<'b>, NgxError> {
-        UpstreamFile::parse(bytes).map_err(|err| NgxError::Parse {
-            file: path.to_owned(),
-            err,
-        })
-    }
-
-    fn lookup<'f, 'b>(
-        &self,
-        f: &'f UpstreamFile<'b>,
-        m: &MemberRef,
-    ) -> Result<&'f Server<'b>, NgxError> {
-        f.find(&m.pool, &m.member).map_err(|l| match l {
-            Lookup::NoUpstream => NgxError::NotFound(format!(
-                "pool {} not found: {} has no upstream {} (member {m})",
-                m.pool,
-                self.file_label(),
-                m.pool
-            )),
-            Lookup::NoServer => NgxError::NotFound(format!(
-                "member {m} not found: upstream {} in {} has no server {}",
-                m.pool,
-                self.file_label(),
-                m.member
-            )),
-            Lookup::DuplicateUpstream(lines) => NgxError::Unsupported(format!(
-                "upstream {} is defined more than once in {} (lines {lines:?}); cannot change {m}",
-                m.pool,
-                self.file_label()
-            )),
-            Lookup::DuplicateServer(lines) => NgxError::Unsupported(format!(
-                "server {} appears more than once in upstream {} of {} (lines {lines:?}); cannot tell which is {m}",
-                m.member,
-                m.pool,
-                self.file_label()
-            )),
-        })
-    }
-
-    /// How long ago the upstream file was last written.
-    fn file_age(&self) -> Option<Duration> {
-        let written = fs::metadata(&self.upstream_file)
-            .and_then(|m| m.modified())
-            .ok()?;
+    /// How long ago `written` was.
+    fn file_age(written: Option<SystemTime>) -> Option<Duration> {
+        let written = written?;
         Some(
             SystemTime::now()
                 .duration_since(written)
@@ -349,14 +303,14 @@ impl Inner {
 
     /// Whether every worker older than the last reload has exited (or, with
     /// no running master to look at, whether the grace period has passed
-    /// since the upstream file was written). `None` when neither signal is
+    /// since the upstream file, or a file it includes, was written). `None` when neither signal is
     /// available.
     ///
     /// Old workers are the ones this driver saw before its own reloads
     /// (exact), and any worker whose title says it is shutting down (which
     /// also covers reloads made by others, once nginx has told its old
     /// workers to stop: hence the short [`RETITLE_DELAY`] after a write).
-    fn drained_now(&self) -> Option<bool> {
+    fn drained_now(&self, written: Option<SystemTime>) -> Option<bool> {
         if let Some(pf) = &self.pid_file
             && let Ok(master) = procs::master_pid(pf)
         {
@@ -366,47 +320,35 @@ impl Inner {
             if !old.is_empty() || kids.iter().any(|c| c.is_shutting_down()) {
                 return Some(false);
             }
-            return Some(self.file_age().is_some_and(|a| a >= RETITLE_DELAY));
+            return Some(Self::file_age(written).is_some_and(|a| a >= RETITLE_DELAY));
         }
         let grace = self.grace?;
-        Some(self.file_age()? >= grace)
+        Some(Self::file_age(written)? >= grace)
     }
 
     fn members(&self) -> Result<Vec<Member>, NgxError> {
-        let bytes = self.read(&self.upstream_file)?;
-        let file = self.parse(&self.upstream_file, &bytes)?;
+        let mut tree = self.tree()?;
+        let written = tree.last_written();
         let mut drained: Option<Option<bool>> = None;
-        let mut out = Vec::new();
-        *self.includes.lock().unwrap_or_else(|p| p.into_inner()) = file
-            .upstreams()
-            .iter()
-            .flat_map(|u| {
-                u.includes().iter().map(|i| lb_core::Unattributed {
-                    pool: u.name().to_owned(),
-                    server: format!("include {i}"),
-                    why: "an included file lbctl does not read".into(),
-                })
-            })
-            .collect();
-        for u in file.upstreams() {
-            for s in u.servers() {
-                let admin = admin_of(s);
-                let active = if admin == AdminState::Ready {
-                    None
-                } else {
-                    let d = *drained.get_or_insert_with(|| self.drained_now());
-                    (d == Some(true)).then_some(0)
-                };
-                out.push(Member {
-                    pool: u.name().to_owned(),
-                    name: s.address().to_owned(),
-                    address: s.address().to_owned(),
-                    admin,
-                    health: Health::Unknown,
-                    active,
-                    weight: Some(s.weight().unwrap_or(1)),
-                });
-            }
+        let servers = std::mem::take(&mut tree.servers);
+        let mut out = Vec::with_capacity(servers.len());
+        for e in servers {
+            let admin = admin_of(&e);
+            let active = if admin == AdminState::Ready {
+                None
+            } else {
+                let d = *drained.get_or_insert_with(|| self.drained_now(written));
+                (d == Some(true)).then_some(0)
+            };
+            out.push(Member {
+                pool: e.pool,
+                name: e.address.clone(),
+                address: e.address,
+                admin,
+                health: Health::Unknown,
+                active,
+                weight: Some(e.weight.unwrap_or(1)),
+            });
         }
         Ok(out)
     }
@@ -427,8 +369,8 @@ impl Inner {
             m,
             &format!("set {m} {state}"),
             |s, src| self.state_edit(s, src, state),
-            |s| {
-                let got = admin_of(s);
+            |e| {
+                let got = admin_of(e);
                 (got == want)
                     .then_some(())
                     .ok_or(format!("reads {got}, expected {want}"))
@@ -441,8 +383,8 @@ impl Inner {
             m,
             &format!("set the weight of {m} to {weight}"),
             |s, src| s.set_weight(src, weight),
-            |s| {
-                let got = s.weight().unwrap_or(1);
+            |e| {
+                let got = e.weight.unwrap_or(1);
                 (got == weight)
                     .then_some(())
                     .ok_or(format!("weight reads {got}, expected {weight}"))
@@ -450,34 +392,71 @@ impl Inner {
         )
     }
 
+    /// Reads the tree under the upstream file's lock (which the caller
+    /// holds) and, when `m` is in a file the upstream file includes, locks
+    /// that file too, reading again until it is as read (someone may have
+    /// written it between the read and the lock). Returns the tree, the
+    /// index of the file holding `m`, and the second lock.
+    fn read_locked(&self, m: &MemberRef) -> Result<(Tree, usize, Option<fsio::Locked>), NgxError> {
+        for _ in 0..5 {
+            let tree = self.tree()?;
+            let index = tree.find(m)?.file;
+            if index == 0 {
+                return Ok((tree, 0, None));
+            }
+            let src = &tree.files[index];
+            let held = fsio::lock(&src.real)
+                .map_err(|e| NgxError::io(format!("cannot lock {}", src.real.display()), e))?;
+            let now = fs::read(&src.real)
+                .map_err(|e| NgxError::io(format!("cannot read {}", src.real.display()), e))?;
+            if now == src.bytes {
+                return Ok((tree, index, Some(held)));
+            }
+        }
+        Err(NgxError::io(
+            format!("cannot change {m}: the file that holds it keeps changing"),
+            std::io::Error::other("rewritten while lbctl was locking it"),
+        ))
+    }
+
     /// The whole write: lock, read, edit, write, `nginx -t`, reload, read
     /// back, restoring the original bytes on any failure after the write.
+    /// The server line edited is in the upstream file or in a file one of
+    /// its upstream blocks includes: only that file is written (the
+    /// upstream file is locked either way, the file written as well).
     fn transact(
         &self,
         m: &MemberRef,
         what: &str,
         edit: impl Fn(&Server<'_>, &[u8]) -> Edit,
-        check: impl Fn(&Server<'_>) -> Result<(), String>,
+        check: impl Fn(&Entry) -> Result<(), String>,
     ) -> Result<Change, NgxError> {
         // Edit the real file: renaming over a symlink would replace the link.
-        let path = fs::canonicalize(&self.upstream_file).map_err(|e| {
+        let main = fs::canonicalize(&self.upstream_file).map_err(|e| {
             NgxError::io(format!("cannot open {}", self.upstream_file.display()), e)
         })?;
-        let _lock = fsio::lock(&path)
-            .map_err(|e| NgxError::io(format!("cannot lock {}", path.display()), e))?;
-        let original = self.read(&path)?;
-        let file = self.parse(&path, &original)?;
-        let server = self.lookup(&file, m)?;
-        let e = edit(server, &original);
+        let _lock = fsio::lock(&main)
+            .map_err(|e| NgxError::io(format!("cannot lock {}", main.display()), e))?;
+        let (tree, index, _held) = self.read_locked(m)?;
+        let path = tree.files[index].real.clone();
+        let original = &tree.files[index].bytes;
+        let server = tree.server(tree.find(m)?, original).ok_or_else(|| {
+            NgxError::ReadBack(format!("{what}: the server line moved while it was read"))
+        })?;
+        let e = edit(&server, original);
         if e.is_empty() {
             return Ok(Change::AlreadyInState);
         }
-        let new = e.apply(&original);
+        let new = e.apply(original);
         // Check our own edit before anyone sees it.
-        let reparsed = UpstreamFile::parse(&new).map_err(|err| {
+        let reparsed = tree.reparse(index, &new).map_err(|err| {
             NgxError::ReadBack(format!("{what}: the edited file would not parse: {err}"))
         })?;
-        check(self.lookup(&reparsed, m)?)
+        let edited = reparsed
+            .iter()
+            .find(|e| e.pool == m.pool && e.address == m.member)
+            .ok_or_else(|| NgxError::ReadBack(format!("{what}: the edited file lost {m}")))?;
+        check(edited)
             .map_err(|why| NgxError::ReadBack(format!("{what}: the edited file {why}")))?;
 
         fsio::replace(&path, &new)
@@ -489,7 +468,7 @@ impl Inner {
         let prepared = self.prepare_reload();
         let tested = Self::finish_test(test);
         let restore = |why: &str| -> Result<(), NgxError> {
-            fsio::write_atomic(&path, &original).map_err(|e| {
+            fsio::write_atomic(&path, original).map_err(|e| {
                 NgxError::io(
                     format!(
                         "{what}: {why}, and restoring {} failed (it holds the change)",
@@ -543,9 +522,8 @@ impl Inner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .extend(old);
-        let back_bytes = self.read(&path)?;
-        let back = self.parse(&path, &back_bytes)?;
-        check(self.lookup(&back, m)?).map_err(|why| {
+        let back = self.tree()?;
+        check(back.find(m)?).map_err(|why| {
             NgxError::ReadBack(format!(
                 "{what}: after the reload {} {why} (changed by someone else?)",
                 path.display()
@@ -605,14 +583,6 @@ impl Balancer for Nginx {
         blocking(&self.inner.name, move || inner.set_weight(&m, weight)).await
     }
 
-    fn unattributed(&self) -> Vec<lb_core::Unattributed> {
-        self.inner
-            .includes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
     fn warnings(&self) -> Vec<String> {
         let i = &self.inner;
         let mut w = Vec::new();
@@ -651,14 +621,13 @@ mod tests {
                 ..BuildInfo::default()
             },
             old_workers: Mutex::new(Vec::new()),
-            includes: Mutex::new(Vec::new()),
         }
     }
 
     /// The server line after `state`, starting from `line`.
     fn after(i: &Inner, line: &str, state: AdminState) -> String {
         let src = format!("upstream u {{ {line} }}");
-        let f = UpstreamFile::parse(src.as_bytes()).unwrap();
+        let f = crate::config::UpstreamFile::parse(src.as_bytes()).unwrap();
         let s = f.find("u", "a:1").unwrap();
         let out = i.state_edit(s, src.as_bytes(), state).apply(src.as_bytes());
         let out = String::from_utf8(out).unwrap();
@@ -716,11 +685,15 @@ mod tests {
 
     #[test]
     fn admin_state_from_the_parameters() {
-        let f = UpstreamFile::parse(
+        let f = crate::config::UpstreamFile::parse(
             b"upstream u { server a down; server b drain; server c; server d drain down; }",
         )
         .unwrap();
-        let got: Vec<_> = f.upstreams()[0].servers().iter().map(admin_of).collect();
+        let got: Vec<_> = f.upstreams()[0]
+            .servers()
+            .iter()
+            .map(|s| admin_of(&Entry::new("u", 0, s)))
+            .collect();
         assert_eq!(
             got,
             [

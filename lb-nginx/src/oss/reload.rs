@@ -19,6 +19,27 @@ impl Inner {
         self.conf.clone().or_else(|| self.build.conf_path.clone())
     }
 
+    /// The directory nginx reads a relative `include` path under
+    /// (`cycle->conf_prefix`): the main configuration's (`conf`, else the
+    /// built-in `--conf-path`, else nginx's default `conf/nginx.conf`),
+    /// itself under the prefix when relative (`prefix`, else the built-in
+    /// `--prefix`, else `/usr/local/nginx/`), as `ngx_process_options`
+    /// resolves them for the `nginx -t -c conf -p prefix` this driver runs.
+    pub(super) fn conf_prefix(&self) -> PathBuf {
+        let prefix = self
+            .prefix
+            .clone()
+            .or_else(|| self.build.prefix.clone())
+            .unwrap_or_else(|| PathBuf::from("/usr/local/nginx/"));
+        let conf = self
+            .conf_path()
+            .unwrap_or_else(|| PathBuf::from("conf/nginx.conf"));
+        let conf = prefix.join(conf);
+        let conf = std::path::absolute(&conf).unwrap_or(conf);
+        conf.parent()
+            .map_or_else(|| PathBuf::from("/"), PathBuf::from)
+    }
+
     /// Runs `nginx -t`; `Err` carries nginx's own message.
     pub(super) fn nginx_test(&self) -> Result<(), String> {
         Self::finish_test(self.start_test())

@@ -27,237 +27,12 @@
 //! assert_eq!(server.set_flag(&drained, "down", false).apply(&drained), src);
 //! ```
 
-use std::borrow::Cow;
-use std::fmt;
 use std::ops::Range;
 
-/// One word of the configuration: its value as nginx reads it (quotes
-/// removed, escapes resolved) and the bytes it occupies in the source
-/// (quotes included).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Word<'a> {
-    value: Cow<'a, str>,
-    span: Range<usize>,
-}
+mod lexer;
 
-impl Word<'_> {
-    /// The value, as nginx reads it.
-    pub fn value(&self) -> &str {
-        &self.value
-    }
-
-    /// Where the word sits in the source, quotes included.
-    pub fn span(&self) -> Range<usize> {
-        self.span.clone()
-    }
-}
-
-/// Text nginx would refuse, with the line where it was found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseError {
-    /// The line (1-based).
-    pub line: usize,
-    /// What is wrong, in nginx's words where nginx has them.
-    pub message: String,
-}
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}: {}", self.line, self.message)
-    }
-}
-
-impl std::error::Error for ParseError {}
-
-/// One directive: its words, and whether it opens a block.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Directive<'a> {
-    /// The directive's name and arguments.
-    pub words: Vec<Word<'a>>,
-    /// `true` when it ends with `{` (a block follows), `false` for `;`.
-    pub block: bool,
-}
-
-enum Event<'a> {
-    Directive(Directive<'a>),
-    BlockEnd(usize),
-}
-
-struct Lexer<'a> {
-    src: &'a [u8],
-    pos: usize,
-}
-
-fn is_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
-}
-
-/// Resolves escapes as nginx does when it stores a word: `\"`, `\'`, `\\`
-/// become the character, `\t`, `\r`, `\n` the control character, and any
-/// other backslash stays.
-fn unescape(raw: &[u8]) -> Cow<'_, str> {
-    if !raw.contains(&b'\\') {
-        return String::from_utf8_lossy(raw);
-    }
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'\\' && i + 1 < raw.len() {
-            let c = match raw[i + 1] {
-                b'"' | b'\'' | b'\\' => Some(raw[i + 1]),
-                b't' => Some(b'\t'),
-                b'r' => Some(b'\r'),
-                b'n' => Some(b'\n'),
-                _ => None,
-            };
-            if let Some(c) = c {
-                out.push(c);
-                i += 2;
-                continue;
-            }
-        }
-        out.push(raw[i]);
-        i += 1;
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
-}
-
-impl<'a> Lexer<'a> {
-    fn error<T>(&self, at: usize, message: impl Into<String>) -> Result<T, ParseError> {
-        Err(ParseError {
-            line: line_of(self.src, at),
-            message: message.into(),
-        })
-    }
-
-    /// The next directive or block end; `None` at the end of the input.
-    fn next_event(&mut self) -> Result<Option<Event<'a>>, ParseError> {
-        let src = self.src;
-        let mut words: Vec<Word<'a>> = Vec::with_capacity(4);
-        loop {
-            while self.pos < src.len() && is_space(src[self.pos]) {
-                self.pos += 1;
-            }
-            if self.pos >= src.len() {
-                if words.is_empty() {
-                    return Ok(None);
-                }
-                return self.error(self.pos, "unexpected end of file, expecting \";\" or \"}\"");
-            }
-            let at = self.pos;
-            match src[at] {
-                b'#' => {
-                    while self.pos < src.len() && src[self.pos] != b'\n' {
-                        self.pos += 1;
-                    }
-                }
-                b';' | b'{' => {
-                    if words.is_empty() {
-                        return self.error(at, format!("unexpected \"{}\"", src[at] as char));
-                    }
-                    self.pos += 1;
-                    return Ok(Some(Event::Directive(Directive {
-                        words,
-                        block: src[at] == b'{',
-                    })));
-                }
-                b'}' => {
-                    if !words.is_empty() {
-                        return self.error(at, "unexpected \"}\"");
-                    }
-                    self.pos += 1;
-                    return Ok(Some(Event::BlockEnd(at)));
-                }
-                q @ (b'"' | b'\'') => {
-                    let mut i = at + 1;
-                    loop {
-                        if i >= src.len() {
-                            return self.error(at, "unexpected end of file in a quoted string");
-                        }
-                        if src[i] == b'\\' {
-                            i += 2;
-                            continue;
-                        }
-                        if src[i] == q {
-                            break;
-                        }
-                        i += 1;
-                    }
-                    words.push(Word {
-                        value: unescape(&src[at + 1..i]),
-                        span: at..i + 1,
-                    });
-                    self.pos = i + 1;
-                    // nginx wants a space, `;`, `{` or `)` after a quote.
-                    if let Some(&c) = src.get(self.pos)
-                        && !(is_space(c) || c == b';' || c == b'{' || c == b')')
-                    {
-                        return self.error(self.pos, format!("unexpected \"{}\"", c as char));
-                    }
-                }
-                _ => {
-                    let mut i = at;
-                    let mut variable = false;
-                    while i < src.len() {
-                        let c = src[i];
-                        if c == b'{' && variable {
-                            i += 1;
-                            continue;
-                        }
-                        variable = false;
-                        if c == b'\\' {
-                            i = (i + 2).min(src.len());
-                            continue;
-                        }
-                        if c == b'$' {
-                            variable = true;
-                            i += 1;
-                            continue;
-                        }
-                        if is_space(c) || c == b';' || c == b'{' {
-                            break;
-                        }
-                        i += 1;
-                    }
-                    words.push(Word {
-                        value: unescape(&src[at..i]),
-                        span: at..i,
-                    });
-                    self.pos = i;
-                }
-            }
-        }
-    }
-}
-
-/// The 1-based line of byte `at`.
-fn line_of(src: &[u8], at: usize) -> usize {
-    1 + src[..at.min(src.len())]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-}
-
-/// Counts lines forward as the parser moves through the file.
-struct Lines<'a> {
-    src: &'a [u8],
-    pos: usize,
-    line: usize,
-}
-
-impl Lines<'_> {
-    fn at(&mut self, at: usize) -> usize {
-        if at < self.pos {
-            return line_of(self.src, at);
-        }
-        self.line += self.src[self.pos..at]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count();
-        self.pos = at;
-        self.line
-    }
-}
+pub use lexer::{Directive, ParseError, Word};
+use lexer::{Event, Lexer, Lines};
 
 /// Every directive of the main context (outside any block), in order.
 /// Used to find the `error_log` of a main configuration file.
@@ -299,13 +74,33 @@ pub struct Server<'a> {
     words: Vec<Word<'a>>,
 }
 
+/// One `include PATH;` directive inside an upstream block: its servers
+/// are in the files `PATH` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Include<'a> {
+    line: usize,
+    path: Word<'a>,
+}
+
+impl Include<'_> {
+    /// The path as written (quotes removed): a file, or a glob pattern.
+    pub fn path(&self) -> &str {
+        &self.path.value
+    }
+
+    /// The line of the `include` directive.
+    pub fn line(&self) -> usize {
+        self.line
+    }
+}
+
 /// One `upstream NAME { … }` block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream<'a> {
     line: usize,
     name: Word<'a>,
     servers: Vec<Server<'a>>,
-    includes: Vec<String>,
+    includes: Vec<Include<'a>>,
 }
 
 impl<'a> Upstream<'a> {
@@ -324,9 +119,54 @@ impl<'a> Upstream<'a> {
         &self.servers
     }
 
-    /// The arguments of its `include` directives (their servers are not
-    /// read: they are in other files), in file order.
-    pub fn includes(&self) -> &[String] {
+    /// Its `include` directives, in file order (the servers of the files
+    /// they name are not in [`Upstream::servers`]).
+    pub fn includes(&self) -> &[Include<'a>] {
+        &self.includes
+    }
+}
+
+/// The directives of a file included inside an upstream block, which
+/// nginx reads as the block's own: see [`UpstreamBody::parse`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamBody<'a> {
+    servers: Vec<Server<'a>>,
+    includes: Vec<Include<'a>>,
+}
+
+impl<'a> UpstreamBody<'a> {
+    /// Parses the text of a file included inside an upstream block
+    /// (`server …;` lines, `include`s of its own, other upstream
+    /// directives), as nginx does: a `}` it did not open is an error.
+    ///
+    /// ```
+    /// use lb_nginx::config::UpstreamBody;
+    ///
+    /// let body = UpstreamBody::parse(b"server 10.0.0.2:80;  # web-02\ninclude more/*.conf;\n").unwrap();
+    /// assert_eq!(body.servers()[0].address(), "10.0.0.2:80");
+    /// assert_eq!(body.includes()[0].path(), "more/*.conf");
+    /// assert!(UpstreamBody::parse(b"server 10.0.0.2:80;\n}\n").is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`UpstreamFile::parse`].
+    pub fn parse(src: &'a [u8]) -> Result<UpstreamBody<'a>, ParseError> {
+        let mut ups = parse_upstreams(src, true)?;
+        let body = ups.swap_remove(0);
+        Ok(UpstreamBody {
+            servers: body.servers,
+            includes: body.includes,
+        })
+    }
+
+    /// Its `server` directives, in file order.
+    pub fn servers(&self) -> &[Server<'a>] {
+        &self.servers
+    }
+
+    /// Its `include` directives, in file order.
+    pub fn includes(&self) -> &[Include<'a>] {
         &self.includes
     }
 }
@@ -360,76 +200,9 @@ impl<'a> UpstreamFile<'a> {
     /// directive without `;`, an unterminated quote, …), or an `upstream`
     /// or `server` directive has no name or address.
     pub fn parse(src: &'a [u8]) -> Result<UpstreamFile<'a>, ParseError> {
-        enum Ctx {
-            Upstream(usize),
-            Other,
-        }
-        let mut lx = Lexer { src, pos: 0 };
-        let mut lines = Lines {
-            src,
-            pos: 0,
-            line: 1,
-        };
-        let mut stack: Vec<Ctx> = Vec::new();
-        let mut upstreams: Vec<Upstream<'a>> = Vec::new();
-        while let Some(ev) = lx.next_event()? {
-            match ev {
-                Event::Directive(d) => {
-                    let start = d.words[0].span.start;
-                    let in_upstream = match stack.last() {
-                        Some(Ctx::Upstream(i)) => Some(*i),
-                        _ => None,
-                    };
-                    if d.block {
-                        if d.words[0].value == "upstream" && in_upstream.is_none() {
-                            if d.words.len() != 2 {
-                                return lx.error(
-                                    start,
-                                    "invalid number of arguments in \"upstream\" directive",
-                                );
-                            }
-                            let mut words = d.words;
-                            upstreams.push(Upstream {
-                                line: lines.at(start),
-                                name: words.swap_remove(1),
-                                servers: Vec::new(),
-                                includes: Vec::new(),
-                            });
-                            stack.push(Ctx::Upstream(upstreams.len() - 1));
-                        } else {
-                            stack.push(Ctx::Other);
-                        }
-                    } else if let Some(i) = in_upstream
-                        && d.words[0].value == "server"
-                    {
-                        if d.words.len() < 2 {
-                            return lx.error(
-                                start,
-                                "invalid number of arguments in \"server\" directive",
-                            );
-                        }
-                        upstreams[i].servers.push(Server {
-                            line: lines.at(start),
-                            words: d.words,
-                        });
-                    } else if let Some(i) = in_upstream
-                        && d.words[0].value == "include"
-                    {
-                        let args: Vec<&str> = d.words[1..].iter().map(|w| w.value()).collect();
-                        upstreams[i].includes.push(args.join(" "));
-                    }
-                }
-                Event::BlockEnd(at) => {
-                    if stack.pop().is_none() {
-                        return lx.error(at, "unexpected \"}\"");
-                    }
-                }
-            }
-        }
-        if !stack.is_empty() {
-            return lx.error(src.len(), "unexpected end of file, expecting \"}\"");
-        }
-        Ok(UpstreamFile { upstreams })
+        Ok(UpstreamFile {
+            upstreams: parse_upstreams(src, false)?,
+        })
     }
 
     /// Every upstream block, in file order.
@@ -470,6 +243,103 @@ impl<'a> UpstreamFile<'a> {
             )),
         }
     }
+}
+
+/// Every upstream block of `src`; with `body`, `src` is the inside of
+/// one (a file included there), returned as the first, nameless, block.
+fn parse_upstreams<'a>(src: &'a [u8], body: bool) -> Result<Vec<Upstream<'a>>, ParseError> {
+    enum Ctx {
+        Upstream(usize),
+        Other,
+    }
+    let mut lx = Lexer { src, pos: 0 };
+    let mut lines = Lines {
+        src,
+        pos: 0,
+        line: 1,
+    };
+    let mut stack: Vec<Ctx> = Vec::new();
+    let mut upstreams: Vec<Upstream<'a>> = Vec::new();
+    if body {
+        upstreams.push(Upstream {
+            line: 1,
+            name: Word {
+                value: "".into(),
+                span: 0..0,
+            },
+            servers: Vec::new(),
+            includes: Vec::new(),
+        });
+        stack.push(Ctx::Upstream(0));
+    }
+    // The contexts the text is read in, which a `}` cannot close.
+    let outer = stack.len();
+    while let Some(ev) = lx.next_event()? {
+        match ev {
+            Event::Directive(d) => {
+                let start = d.words[0].span.start;
+                let in_upstream = match stack.last() {
+                    Some(Ctx::Upstream(i)) => Some(*i),
+                    _ => None,
+                };
+                if d.block {
+                    if d.words[0].value == "upstream" && in_upstream.is_none() {
+                        if d.words.len() != 2 {
+                            return lx.error(
+                                start,
+                                "invalid number of arguments in \"upstream\" directive",
+                            );
+                        }
+                        let mut words = d.words;
+                        upstreams.push(Upstream {
+                            line: lines.at(start),
+                            name: words.swap_remove(1),
+                            servers: Vec::new(),
+                            includes: Vec::new(),
+                        });
+                        stack.push(Ctx::Upstream(upstreams.len() - 1));
+                    } else {
+                        stack.push(Ctx::Other);
+                    }
+                } else if let Some(i) = in_upstream
+                    && d.words[0].value == "server"
+                {
+                    if d.words.len() < 2 {
+                        return lx
+                            .error(start, "invalid number of arguments in \"server\" directive");
+                    }
+                    upstreams[i].servers.push(Server {
+                        line: lines.at(start),
+                        words: d.words,
+                    });
+                } else if let Some(i) = in_upstream
+                    && d.words[0].value == "include"
+                {
+                    if d.words.len() != 2 {
+                        return lx.error(
+                            start,
+                            "invalid number of arguments in \"include\" directive",
+                        );
+                    }
+                    let mut words = d.words;
+                    upstreams[i].includes.push(Include {
+                        line: lines.at(start),
+                        path: words.swap_remove(1),
+                    });
+                }
+            }
+            Event::BlockEnd(at) => {
+                if stack.len() == outer {
+                    return lx.error(at, "unexpected \"}\"");
+                }
+                stack.pop();
+            }
+        }
+    }
+    if stack.len() != outer {
+        return lx.error(src.len(), "unexpected end of file, expecting \"}\"");
+    }
+    Ok(upstreams)
 }
 
 /// One replacement of a byte range.
@@ -759,8 +629,30 @@ upstream other{server 10.0.0.1:80;keepalive 8;}\n";
     fn notes_the_includes_inside_upstream_blocks() {
         let src = b"include outside.conf;\nupstream app {\n  server 10.0.0.1:80;\n  include /etc/nginx/app.d/*.conf;\n}\n";
         let f = UpstreamFile::parse(src).unwrap();
-        assert_eq!(f.upstreams()[0].includes(), ["/etc/nginx/app.d/*.conf"]);
+        let inc = &f.upstreams()[0].includes()[0];
+        assert_eq!((inc.path(), inc.line()), ("/etc/nginx/app.d/*.conf", 4));
         assert_eq!(f.upstreams()[0].servers().len(), 1);
+    }
+
+    #[test]
+    fn an_included_body_is_read_as_the_inside_of_an_upstream() {
+        let src = b"# web\nserver 10.0.0.2:80 weight=2;\nkeepalive 4;\ninclude \"more.conf\";\n";
+        let b = UpstreamBody::parse(src).unwrap();
+        assert_eq!(b.servers()[0].address(), "10.0.0.2:80");
+        assert_eq!(b.servers()[0].line(), 2);
+        assert_eq!(b.includes()[0].path(), "more.conf");
+        for (src, line, msg) in [
+            ("server 10.0.0.2:80;\n}\n", 2, "unexpected \"}\""),
+            ("server 10.0.0.2:80\n", 2, "unexpected end of file"),
+            ("\nserver;\n", 2, "\"server\""),
+            ("include a b;\n", 1, "\"include\""),
+        ] {
+            let e = UpstreamBody::parse(src.as_bytes()).unwrap_err();
+            assert_eq!(e.line, line, "{src:?}: {e}");
+            assert!(e.message.contains(msg), "{src:?}: {e}");
+        }
+        let e = UpstreamFile::parse(b"upstream u {\n include;\n}").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
     }
 
     #[test]
