@@ -119,6 +119,21 @@ pub trait Coordination: Send + Sync + fmt::Debug {
         holder: &Holder,
     ) -> Result<std::result::Result<ClaimSet, (String, Option<Holder>)>>;
 
+    /// Enters the critical section (waiting up to `timeout` for it) and
+    /// tries once to claim every key there: the lock, still held, and the
+    /// claims; or none and the first key another run holds, with the lock
+    /// given back. A backend may do both in one step (etcd: one
+    /// transaction).
+    async fn lock_and_claim(
+        &self,
+        keys: &[String],
+        holder: &Holder,
+        timeout: Duration,
+    ) -> Result<std::result::Result<(LockGuard, ClaimSet), (String, Option<Holder>)>> {
+        let lock = self.lock(timeout).await?;
+        Ok(self.try_claim(keys, holder).await?.map(|set| (lock, set)))
+    }
+
     /// The claims other processes hold now (under [`lock`](Self::lock)).
     async fn others(&self) -> Result<Vec<Claimed>>;
 

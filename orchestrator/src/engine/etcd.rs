@@ -348,6 +348,16 @@ impl EtcdBackend {
         Ok(Err(there))
     }
 
+    /// The lock `key` stayed held by `holder` for all of `timeout`.
+    fn lock_held(&self, holder: &str, key: &str, timeout: Duration) -> Error {
+        Error::State(format!(
+            "another lbctl ({holder}) holds the lock {key} in etcd at {} and did not release \
+             it within {}; try again later or raise --lock-timeout",
+            self.endpoints(),
+            lb_core::duration::format_duration(timeout)
+        ))
+    }
+
     fn claim_key(&self, key: &str) -> String {
         self.key(&format!("claims/{key}"))
     }
@@ -475,15 +485,112 @@ impl Coordination for EtcdBackend {
                     });
                 }
                 Err(holder) if tokio::time::Instant::now() >= deadline => {
-                    return Err(Error::State(format!(
-                        "another lbctl ({holder}) holds the lock {key} in etcd at {} and did \
-                         not release it within {}; try again later or raise --lock-timeout",
-                        self.endpoints(),
-                        lb_core::duration::format_duration(timeout)
-                    )));
+                    return Err(self.lock_held(&holder, &key, timeout));
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
+        }
+    }
+
+    async fn lock_and_claim(
+        &self,
+        keys: &[String],
+        holder: &Holder,
+        timeout: Duration,
+    ) -> Result<std::result::Result<(LockGuard, ClaimSet), (String, Option<Holder>)>> {
+        // One transaction: the lock and every claim this process does not
+        // hold yet are created together, or nothing is.
+        let fresh: Vec<&String> = keys
+            .iter()
+            .filter(|k| self.held_by_me(k).is_none())
+            .collect();
+        if fresh.len() + 1 > MAX_TXN_OPS {
+            let lock = self.lock(timeout).await?;
+            return Ok(self.try_claim(keys, holder).await?.map(|set| (lock, set)));
+        }
+        let lock_key = self.key("lock");
+        let me = super::journal::Identity::here();
+        let lock_value = format!("{}@{} pid {}", me.user, me.host, me.pid);
+        let value = serde_json::to_string(holder).expect("holders serialize");
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let c = self.conn().await?;
+            let with_lease = || Some(PutOptions::new().with_lease(c.lease));
+            let mut when = vec![Compare::create_revision(
+                lock_key.clone(),
+                CompareOp::Equal,
+                0,
+            )];
+            let mut then = vec![TxnOp::put(
+                lock_key.clone(),
+                lock_value.clone(),
+                with_lease(),
+            )];
+            let mut otherwise = vec![TxnOp::get(lock_key.clone(), None)];
+            for k in &fresh {
+                let ck = self.claim_key(k);
+                when.push(Compare::create_revision(ck.clone(), CompareOp::Equal, 0));
+                then.push(TxnOp::put(ck.clone(), value.clone(), with_lease()));
+                otherwise.push(TxnOp::get(ck, None));
+            }
+            let mut client = c.client.clone();
+            let r = self
+                .call(
+                    "cannot write",
+                    client.txn(Txn::new().when(when).and_then(then).or_else(otherwise)),
+                )
+                .await?;
+            if r.succeeded() {
+                let lock = LockGuard {
+                    _token: Box::new(HeldKey {
+                        key: lock_key,
+                        client: c.client.clone(),
+                    }),
+                };
+                let mut set = ClaimSet::default();
+                let mut mine = self.mine.lock().unwrap_or_else(|p| p.into_inner());
+                mine.retain(|_, w| w.strong_count() > 0);
+                for key in keys {
+                    set.keys.push(key.clone());
+                    let held = match mine.get(key).and_then(Weak::upgrade) {
+                        Some(h) => h,
+                        None => {
+                            let h = Arc::new(HeldKey {
+                                key: self.claim_key(key),
+                                client: c.client.clone(),
+                            });
+                            mine.insert(key.clone(), Arc::downgrade(&h));
+                            h
+                        }
+                    };
+                    set.held.push(held as Token);
+                }
+                return Ok(Ok((lock, set)));
+            }
+            // What was there: the lock (first), then each claim.
+            let found: Vec<Option<String>> = r
+                .op_responses()
+                .into_iter()
+                .map(|o| match o {
+                    TxnOpResponse::Get(g) => g
+                        .kvs()
+                        .first()
+                        .map(|kv| kv.value_str().unwrap_or_default().to_owned()),
+                    _ => None,
+                })
+                .collect();
+            if let Some((k, there)) = fresh
+                .iter()
+                .zip(found.iter().skip(1))
+                .find_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+            {
+                return Ok(Err(((*k).clone(), serde_json::from_str(there).ok())));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let holder = found.first().cloned().flatten().unwrap_or_default();
+                return Err(self.lock_held(&holder, &lock_key, timeout));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

@@ -188,9 +188,12 @@ impl Engine {
         let started = tokio::time::Instant::now();
         let deadline = started + self.lock_timeout;
         loop {
-            let lock = self.lock().await?;
-            match journal.backend().try_claim(keys, &holder).await? {
-                Ok(set) => return Ok((set, lock)),
+            let taken = journal
+                .backend()
+                .lock_and_claim(keys, &holder, self.lock_timeout)
+                .await?;
+            match taken {
+                Ok((lock, set)) => return Ok((set, Some(lock))),
                 Err((key, who)) if tokio::time::Instant::now() >= deadline => {
                     return Err(Error::Claimed(format!(
                         "{key} is claimed by {}; waited {} (--lock-timeout) and changed nothing; \
@@ -199,10 +202,7 @@ impl Engine {
                         crate::duration::format_duration(self.lock_timeout),
                     )));
                 }
-                Err(_) => {
-                    drop(lock);
-                    tokio::time::sleep(CLAIM_RETRY).await;
-                }
+                Err(_) => tokio::time::sleep(CLAIM_RETRY).await,
             }
         }
     }
