@@ -516,7 +516,9 @@ async fn run_other(args: Args, out: Output) -> Result<(), CliError> {
                 SortArg::Balancer => watch::Sort::Balancer,
             };
             let fleet = fleet_with(&args, None)?;
-            watch::run(&fleet, nodes, sort, *interval).await?;
+            let res = watch::run(&fleet, nodes, sort, *interval).await;
+            fleet.close().await;
+            res?;
             Ok(())
         }
         Command::Discover {

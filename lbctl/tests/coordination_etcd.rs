@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Env, admin_bits, haproxy_section, stderr};
+use common::{Env, Tmux, admin_bits, haproxy_section, stderr};
 use lb_lab::{Backend, Etcd, Haproxy, Pools, http};
 
 /// The inventory every "machine" shares: the nodes, HAProxy, and etcd.
@@ -272,4 +272,66 @@ fn etcd_over_tls_is_trusted_through_ca_file_and_refused_without_it() {
     );
     Env::new(&inv).ok(&["drain", "node2", "--no-wait"]);
     assert_eq!(admin_bits(&hap, "node2") & 0x08, 0x08);
+}
+
+#[test]
+fn commands_that_only_read_take_no_lease_and_every_command_gives_its_lease_back() {
+    let etcd = Etcd::start();
+    let backends = Backend::start_many(3);
+    let hap = Haproxy::start(&Pools::new().pool("app", &backends));
+    let (a, b) = machines(&inventory(&backends, &hap, &etcd.endpoint(), 1));
+    a.ok(&["drain", "node2", "--no-wait", "--reason", "lease check"]);
+    assert_eq!(etcd.leases(), 0, "drain left its lease in etcd");
+    a.ok(&["undrain", "node2", "--no-wait"]);
+    assert_eq!(etcd.leases(), 0, "undrain left its lease in etcd");
+
+    // While a drain waits (its lease held), `watch` in a terminal on the
+    // other machine shows the run and takes no lease of its own.
+    busy(&hap, &backends, 3000);
+    let drain = spawn(&a, &["drain", "node2"]);
+    wait_for_drain_bit(&hap, "node2");
+    let tmux = Tmux::new(&b.file(""));
+    let exit_file = b.file("watch.exit");
+    tmux.ok(&[
+        "new-session",
+        "-d",
+        "-s",
+        "watch",
+        "-x",
+        "110",
+        "-y",
+        "16",
+        "-e",
+        &format!("LBCTL_CONFIG={}", b.file("lbctl.toml").display()),
+        "-e",
+        &format!("LBCTL_STATE_DIR={}", b.state().display()),
+        "sh",
+        "-c",
+        "\"$0\" watch --interval 200ms; echo $? > \"$1\"",
+        env!("CARGO_BIN_EXE_lbctl"),
+        exit_file.to_str().unwrap(),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !tmux.capture().contains("drain node2") {
+        assert!(
+            Instant::now() < deadline,
+            "watch never showed the drain:\n{}",
+            tmux.capture()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(etcd.leases(), 1, "only the waiting drain holds a lease");
+    let out = drain.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    tmux.ok(&["send-keys", "-t", "watch", "q"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&exit_file).is_ok_and(|c| c.ends_with('\n')) {
+        assert!(Instant::now() < deadline, "q did not end watch");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(etcd.leases(), 0, "watch or the drain left a lease in etcd");
+
+    let v = b.json(&["history"]);
+    assert_eq!(v["runs"][0]["reason"], "lease check", "{v}");
+    assert_eq!(etcd.leases(), 0, "history took a lease in etcd");
 }

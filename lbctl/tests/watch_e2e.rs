@@ -8,52 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Env, apache_section, haproxy_section, nginx_section, stderr, text};
+use common::{Env, Tmux, apache_section, haproxy_section, nginx_section, stderr, text};
 use lb_lab::{Apache, AppNodes, Backend, Haproxy, Load, LoadOptions, Nginx, PoolSpec, Pools};
-
-/// A tmux server of the test's own (its socket in a temp dir), killed on
-/// drop.
-struct Tmux {
-    socket: PathBuf,
-}
-
-impl Tmux {
-    fn new(dir: &Path) -> Tmux {
-        let found = Command::new("tmux").arg("-V").output();
-        assert!(
-            found.as_ref().is_ok_and(|o| o.status.success()),
-            "tmux is needed for this test: apt-get install tmux ({found:?})"
-        );
-        Tmux {
-            socket: dir.join("tmux.sock"),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run tmux")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "tmux {args:?}: {}", stderr(&out));
-        text(&out.stdout)
-    }
-
-    fn capture(&self) -> String {
-        self.ok(&["capture-pane", "-p", "-t", "watch"])
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-    }
-}
 
 fn quoted(s: &str) -> String {
     toml::Value::String(s.into()).to_string()

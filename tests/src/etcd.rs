@@ -177,6 +177,30 @@ impl Etcd {
         )
     }
 
+    /// How many leases etcd holds now (`etcdctl lease list`; no TLS or
+    /// authentication).
+    ///
+    /// # Panics
+    ///
+    /// When etcdctl (`apt-get install etcd-client`) is missing or fails.
+    pub fn leases(&self) -> usize {
+        let ctl = find_binary("etcdctl", "etcd-client");
+        let out = Command::new(&ctl)
+            .arg("--endpoints")
+            .arg(self.endpoint())
+            .args(["lease", "list"])
+            .env("ETCDCTL_API", "3")
+            .output()
+            .expect("run etcdctl");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "lb-lab: etcdctl lease list: {text}");
+        // "found N leases", then one line per lease.
+        text.split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("lb-lab: etcdctl lease list said {text:?}"))
+    }
+
     /// Kills etcd (SIGKILL to its process group): the endpoint stops
     /// answering, its data stays.
     pub fn kill(&mut self) {

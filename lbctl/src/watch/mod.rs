@@ -17,10 +17,10 @@ use model::Model;
 pub use model::Sort;
 
 /// Reads the runs in progress from the fleet's journal (none when there
-/// is no journal yet), with the nodes each claims now. Claims are listed
-/// under the state directory's short lock, as every lbctl lists them, so
-/// that looking never makes another lbctl's claim fail; where the lock
-/// cannot be had (read-only state), the journal alone says.
+/// is no journal yet), with the nodes each claims now, listed so that
+/// looking never makes another lbctl's claim fail (in a state directory,
+/// under its short lock; in etcd, by a plain read); where they cannot be
+/// listed (read-only state), the journal alone says.
 async fn runs(fleet: &Fleet) -> Vec<runs::RunInProgress> {
     let Some(j) = fleet.journal() else {
         return Vec::new();
@@ -30,10 +30,7 @@ async fn runs(fleet: &Fleet) -> Vec<runs::RunInProgress> {
         .await
         .map(|r| runs::in_progress(&r))
         .unwrap_or_default();
-    let claims = match fleet.engine().lock().await {
-        Ok(_lock) => fleet.engine().others().await.unwrap_or_default(),
-        Err(_) => Vec::new(),
-    };
+    let claims = fleet.engine().peek().await.unwrap_or_default();
     runs::with_claims(runs, &claims)
 }
 

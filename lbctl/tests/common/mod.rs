@@ -308,3 +308,47 @@ pub const CONFLUENCE: [&str; 3] = ["confluence1", "confluence2", "confluence3"];
 pub fn zdu_nodes(apps: &AppNodes) -> Vec<(&'static str, std::net::SocketAddr)> {
     CONFLUENCE.iter().map(|n| (*n, apps.addr(n))).collect()
 }
+
+/// A tmux server of the test's own (its socket in a temp dir), killed on
+/// drop; its session `watch` is the terminal `capture` reads.
+pub struct Tmux {
+    socket: PathBuf,
+}
+
+impl Tmux {
+    pub fn new(dir: &Path) -> Tmux {
+        let found = Command::new("tmux").arg("-V").output();
+        assert!(
+            found.as_ref().is_ok_and(|o| o.status.success()),
+            "tmux is needed for this test: apt-get install tmux ({found:?})"
+        );
+        Tmux {
+            socket: dir.join("tmux.sock"),
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run tmux")
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "tmux {args:?}: {}", stderr(&out));
+        text(&out.stdout)
+    }
+
+    pub fn capture(&self) -> String {
+        self.ok(&["capture-pane", "-p", "-t", "watch"])
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}

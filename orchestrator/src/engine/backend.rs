@@ -137,6 +137,16 @@ pub trait Coordination: Send + Sync + fmt::Debug {
     /// The claims other processes hold now (under [`lock`](Self::lock)).
     async fn others(&self) -> Result<Vec<Claimed>>;
 
+    /// The claims other processes hold now, for a reader outside the
+    /// critical section, listed so that looking never makes another's
+    /// claim fail: by default under [`lock`](Self::lock) (waiting up to
+    /// `timeout`); a backend whose listing cannot disturb a claim (etcd)
+    /// needs no lock.
+    async fn peek(&self, timeout: Duration) -> Result<Vec<Claimed>> {
+        let _lock = self.lock(timeout).await?;
+        self.others().await
+    }
+
     /// Fencing, before a write to a balancer: the claims this process
     /// holds are still its own (for etcd: its lease lives and each claim
     /// key is the lease's).

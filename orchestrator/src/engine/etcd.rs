@@ -9,8 +9,9 @@
 //! - `P/lock`: the critical section, a key created only when absent;
 //! - `P/claims/KEY`: one key per claim, holding its holder.
 //!
-//! The lock and the claims are bound to this process's lease, kept alive
-//! while it runs: a crashed lbctl's claims expire after `lease_ttl`.
+//! The lock and the claims are bound to this process's lease, granted
+//! with the first of them (a command that only reads takes none) and kept
+//! alive while it runs: a crashed lbctl's claims expire after `lease_ttl`.
 //! Before every write to a balancer the claims are checked (fencing): the
 //! lease is alive and each claim key is still this lease's, in one
 //! round trip.
@@ -33,72 +34,27 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, SortOrder, SortTarget, Txn,
     TxnOp, TxnOpResponse,
 };
-use serde::Deserialize;
 use tokio::sync::OnceCell;
 
 use super::backend::{ClaimSet, Claimed, Coordination, Holder, LockGuard, Read, Token};
+pub use super::etcd_config::EtcdConfig;
 use super::records::Record;
 use crate::error::{Error, Result};
-
-/// `[coordination]` with `backend = "etcd"`.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EtcdConfig {
-    /// The client URLs, e.g. `["https://etcd1:2379"]`.
-    pub endpoints: Vec<String>,
-    /// Every key lbctl writes starts with it (default `/lbctl`).
-    #[serde(default = "default_prefix")]
-    pub prefix: String,
-    /// How long a crashed lbctl's claims outlive it (default 15s).
-    #[serde(default, with = "lb_core::duration::serde_opt")]
-    pub lease_ttl: Option<Duration>,
-    /// Each request's bound (default 5s).
-    #[serde(default, with = "lb_core::duration::serde_opt")]
-    pub timeout: Option<Duration>,
-    /// An etcd user (authentication on).
-    pub username: Option<String>,
-    /// The environment variable holding its password.
-    pub password_env: Option<String>,
-    /// A file holding its password.
-    pub password_file: Option<PathBuf>,
-    /// The CA certificate (PEM) of `https://` endpoints.
-    pub ca_file: Option<PathBuf>,
-    /// A client certificate (PEM), for etcd's client certificate
-    /// authentication, with `key_file`.
-    pub cert_file: Option<PathBuf>,
-    /// The client certificate's key (PEM).
-    pub key_file: Option<PathBuf>,
-}
-
-fn default_prefix() -> String {
-    "/lbctl".into()
-}
-
-impl fmt::Debug for EtcdConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EtcdConfig")
-            .field("endpoints", &self.endpoints)
-            .field("prefix", &self.prefix)
-            .field("username", &self.username)
-            .field("password_env", &self.password_env)
-            .finish_non_exhaustive()
-    }
-}
 
 const DEFAULT_TTL: Duration = Duration::from_secs(15);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The connection: a client, and the lease this process's lock and claims
-/// are bound to, kept alive by a task.
-struct Conn {
-    client: Client,
-    lease: i64,
+/// The lease this process's lock and claims are bound to, kept alive by a
+/// task; granted on the first lock or claim (a command that only reads
+/// takes none).
+struct Lease {
+    id: i64,
     /// Why the lease was lost, once it is.
     lost: Arc<Mutex<Option<String>>>,
     keeper: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for Conn {
+impl Drop for Lease {
     fn drop(&mut self) {
         self.keeper.abort();
     }
@@ -126,7 +82,8 @@ impl Drop for HeldKey {
 pub struct EtcdBackend {
     cfg: EtcdConfig,
     password: Option<String>,
-    conn: OnceCell<Conn>,
+    conn: OnceCell<Client>,
+    lease: OnceCell<Lease>,
     mine: Mutex<BTreeMap<String, Weak<HeldKey>>>,
     seq: AtomicU64,
     /// Records appended without `sync`, written with the next record that
@@ -188,6 +145,7 @@ impl EtcdBackend {
             cfg,
             password,
             conn: OnceCell::new(),
+            lease: OnceCell::new(),
             mine: Mutex::new(BTreeMap::new()),
             seq: AtomicU64::new(0),
             pending: tokio::sync::Mutex::new(Vec::new()),
@@ -234,11 +192,16 @@ impl EtcdBackend {
         }
     }
 
-    async fn conn(&self) -> Result<&Conn> {
+    async fn conn(&self) -> Result<&Client> {
         self.conn.get_or_try_init(|| self.connect()).await
     }
 
-    async fn connect(&self) -> Result<Conn> {
+    /// This process's lease, granted (and kept alive) on first use.
+    async fn lease(&self) -> Result<&Lease> {
+        self.lease.get_or_try_init(|| self.grant()).await
+    }
+
+    async fn connect(&self) -> Result<Client> {
         let mut opts = ConnectOptions::new()
             .with_connect_timeout(self.timeout())
             .with_timeout(self.timeout());
@@ -266,12 +229,15 @@ impl EtcdBackend {
             }
             opts = opts.with_tls(tls);
         }
-        let mut client = self
-            .call(
-                "cannot connect",
-                Client::connect(self.cfg.endpoints.clone(), Some(opts)),
-            )
-            .await?;
+        self.call(
+            "cannot connect",
+            Client::connect(self.cfg.endpoints.clone(), Some(opts)),
+        )
+        .await
+    }
+
+    async fn grant(&self) -> Result<Lease> {
+        let mut client = self.conn().await?.clone();
         let ttl = self.cfg.lease_ttl.unwrap_or(DEFAULT_TTL).as_secs().max(1) as i64;
         let lease = self
             .call("cannot grant a lease", client.lease_grant(ttl, None))
@@ -304,9 +270,8 @@ impl EtcdBackend {
                 tokio::time::sleep(every).await;
             }
         });
-        Ok(Conn {
-            client,
-            lease,
+        Ok(Lease {
+            id: lease,
             lost,
             keeper,
         })
@@ -320,16 +285,16 @@ impl EtcdBackend {
     /// Creates `key` with `value` bound to the lease when it is absent;
     /// returns the value that is there otherwise.
     async fn create(&self, key: &str, value: &str) -> Result<std::result::Result<(), String>> {
-        let c = self.conn().await?;
+        let lease = self.lease().await?.id;
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, 0)])
             .and_then([TxnOp::put(
                 key,
                 value,
-                Some(PutOptions::new().with_lease(c.lease)),
+                Some(PutOptions::new().with_lease(lease)),
             )])
             .or_else([TxnOp::get(key, None)]);
-        let mut client = c.client.clone();
+        let mut client = self.conn().await?.clone();
         let r = self.call("cannot write", client.txn(txn)).await?;
         if r.succeeded() {
             return Ok(Ok(()));
@@ -368,7 +333,7 @@ impl EtcdBackend {
         if pending.is_empty() {
             return Ok(());
         }
-        let c = self.conn().await?;
+        let client = self.conn().await?;
         for chunk in pending.chunks(MAX_TXN_OPS) {
             let ops: Vec<TxnOp> = chunk
                 .iter()
@@ -382,7 +347,7 @@ impl EtcdBackend {
                     )
                 })
                 .collect();
-            let mut client = c.client.clone();
+            let mut client = client.clone();
             // A write etcd acknowledged is on a quorum's disk: durable.
             self.call(
                 "cannot write the journal",
@@ -432,8 +397,7 @@ impl Coordination for EtcdBackend {
     async fn read(&self) -> Result<Read> {
         // What this process appended is read back too.
         self.sync().await?;
-        let c = self.conn().await?;
-        let mut client = c.client.clone();
+        let mut client = self.conn().await?.clone();
         let r = self
             .call(
                 "cannot read the journal",
@@ -479,7 +443,7 @@ impl Coordination for EtcdBackend {
         loop {
             match self.create(&key, &value).await? {
                 Ok(()) => {
-                    let client = self.conn().await?.client.clone();
+                    let client = self.conn().await?.clone();
                     return Ok(LockGuard {
                         _token: Box::new(HeldKey { key, client }),
                     });
@@ -514,8 +478,9 @@ impl Coordination for EtcdBackend {
         let value = serde_json::to_string(holder).expect("holders serialize");
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let c = self.conn().await?;
-            let with_lease = || Some(PutOptions::new().with_lease(c.lease));
+            let lease = self.lease().await?.id;
+            let client = self.conn().await?;
+            let with_lease = || Some(PutOptions::new().with_lease(lease));
             let mut when = vec![Compare::create_revision(
                 lock_key.clone(),
                 CompareOp::Equal,
@@ -533,7 +498,7 @@ impl Coordination for EtcdBackend {
                 then.push(TxnOp::put(ck.clone(), value.clone(), with_lease()));
                 otherwise.push(TxnOp::get(ck, None));
             }
-            let mut client = c.client.clone();
+            let mut client = client.clone();
             let r = self
                 .call(
                     "cannot write",
@@ -544,7 +509,7 @@ impl Coordination for EtcdBackend {
                 let lock = LockGuard {
                     _token: Box::new(HeldKey {
                         key: lock_key,
-                        client: c.client.clone(),
+                        client: client.clone(),
                     }),
                 };
                 let mut set = ClaimSet::default();
@@ -557,7 +522,7 @@ impl Coordination for EtcdBackend {
                         None => {
                             let h = Arc::new(HeldKey {
                                 key: self.claim_key(key),
-                                client: c.client.clone(),
+                                client: client.clone(),
                             });
                             mine.insert(key.clone(), Arc::downgrade(&h));
                             h
@@ -613,7 +578,7 @@ impl Coordination for EtcdBackend {
                 Ok(()) => {
                     let held = Arc::new(HeldKey {
                         key: k,
-                        client: self.conn().await?.client.clone(),
+                        client: self.conn().await?.clone(),
                     });
                     fresh.push((key.clone(), Arc::downgrade(&held)));
                     set.held.push(held as Token);
@@ -629,8 +594,8 @@ impl Coordination for EtcdBackend {
     }
 
     async fn others(&self) -> Result<Vec<Claimed>> {
-        let c = self.conn().await?;
-        let mut client = c.client.clone();
+        let mine = self.lease.get().map(|l| l.id);
+        let mut client = self.conn().await?.clone();
         let prefix = self.claim_key("");
         let r = self
             .call(
@@ -640,7 +605,7 @@ impl Coordination for EtcdBackend {
             .await?;
         let mut out = Vec::new();
         for kv in r.kvs() {
-            if kv.lease() == c.lease {
+            if Some(kv.lease()) == mine {
                 continue;
             }
             let key = String::from_utf8_lossy(&kv.key()[prefix.len()..]).into_owned();
@@ -651,11 +616,17 @@ impl Coordination for EtcdBackend {
         Ok(out)
     }
 
+    async fn peek(&self, _timeout: Duration) -> Result<Vec<Claimed>> {
+        // A read: no claim waits for it.
+        self.others().await
+    }
+
     async fn check(&self) -> Result<()> {
-        let Some(c) = self.conn.get() else {
+        // No lease: nothing claimed yet.
+        let (Some(client), Some(lease)) = (self.conn.get(), self.lease.get()) else {
             return Ok(());
         };
-        if let Some(why) = c.lost.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        if let Some(why) = lease.lost.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             return Err(self.unreachable("this run's lease is lost", why));
         }
         let keys: Vec<String> = {
@@ -671,10 +642,10 @@ impl Coordination for EtcdBackend {
         // One round trip: each claim key still bound to this run's lease.
         let txn = Txn::new().when(
             keys.iter()
-                .map(|k| Compare::lease(self.claim_key(k), CompareOp::Equal, c.lease))
+                .map(|k| Compare::lease(self.claim_key(k), CompareOp::Equal, lease.id))
                 .collect::<Vec<_>>(),
         );
-        let mut client = c.client.clone();
+        let mut client = client.clone();
         let r = self
             .call("cannot check the claims", client.txn(txn))
             .await?;
@@ -694,9 +665,9 @@ impl Coordination for EtcdBackend {
         if let Err(e) = self.sync().await {
             tracing::warn!("{e}");
         }
-        if let Some(c) = self.conn.get() {
-            let mut client = c.client.clone();
-            let _ = tokio::time::timeout(self.timeout(), client.lease_revoke(c.lease)).await;
+        if let (Some(client), Some(lease)) = (self.conn.get(), self.lease.get()) {
+            let mut client = client.clone();
+            let _ = tokio::time::timeout(self.timeout(), client.lease_revoke(lease.id)).await;
         }
     }
 }

@@ -7,6 +7,7 @@
 mod backend;
 mod claims;
 mod etcd;
+mod etcd_config;
 mod file;
 pub mod journal;
 mod records;
@@ -216,6 +217,19 @@ impl Engine {
     pub async fn others(&self) -> Result<Vec<Claimed>> {
         match &self.journal {
             Some(j) => j.backend().others().await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The claims other runs hold now, for a reader outside the critical
+    /// section (`watch`): listed so that looking never makes a claim fail.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::State`], also when the lock cannot be had in time.
+    pub async fn peek(&self) -> Result<Vec<Claimed>> {
+        match &self.journal {
+            Some(j) => j.backend().peek(self.lock_timeout).await,
             None => Ok(Vec::new()),
         }
     }
