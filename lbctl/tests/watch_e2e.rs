@@ -4,8 +4,6 @@
 mod common;
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Env, Tmux, apache_section, haproxy_section, nginx_section, stderr, text};
