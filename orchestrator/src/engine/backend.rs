@@ -152,6 +152,15 @@ pub trait Coordination: Send + Sync + fmt::Debug {
     /// key is the lease's).
     async fn check(&self) -> Result<()>;
 
+    /// Before a write to a balancer: [`check`](Self::check), then
+    /// [`sync`](Self::sync) (the intents durable). A backend may do both
+    /// in one step (etcd: the intents written in a transaction that
+    /// compares the claims).
+    async fn sync_fenced(&self) -> Result<()> {
+        self.check().await?;
+        self.sync().await
+    }
+
     /// Gives back what this process holds (for etcd: revokes its lease, so
     /// its lock and claims go at once rather than when the lease expires).
     async fn close(&self) {}

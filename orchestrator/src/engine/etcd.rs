@@ -89,6 +89,9 @@ pub struct EtcdBackend {
     /// Records appended without `sync`, written with the next record that
     /// is (or at [`sync`](Coordination::sync), or [`close`](Coordination::close)).
     pending: tokio::sync::Mutex<Vec<Record>>,
+    /// The claims the last [`lock_and_claim`](Coordination::lock_and_claim)
+    /// read in its transaction, for the next `others` under that lock.
+    seen: Mutex<Option<Vec<Claimed>>>,
 }
 
 impl fmt::Debug for EtcdBackend {
@@ -149,6 +152,7 @@ impl EtcdBackend {
             mine: Mutex::new(BTreeMap::new()),
             seq: AtomicU64::new(0),
             pending: tokio::sync::Mutex::new(Vec::new()),
+            seen: Mutex::new(None),
         })
     }
 
@@ -243,17 +247,22 @@ impl EtcdBackend {
             .call("cannot grant a lease", client.lease_grant(ttl, None))
             .await?
             .id();
-        let (mut keeper, mut stream) = self
-            .call(
-                "cannot keep the lease alive",
-                client.lease_keep_alive(lease),
-            )
-            .await?;
         let lost = Arc::new(Mutex::new(None));
         let flag = lost.clone();
         let every = Duration::from_millis((ttl as u64 * 1000 / 3).max(200));
+        // The keep-alive stream opens in its own task: nothing waits for
+        // it (the lease is good for its TTL from the grant).
         let keeper = tokio::spawn(async move {
+            let (mut keeper, mut stream) = match client.lease_keep_alive(lease).await {
+                Ok(ks) => ks,
+                Err(e) => {
+                    *flag.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(format!("cannot keep the lease alive: {e}"));
+                    return;
+                }
+            };
             loop {
+                tokio::time::sleep(every).await;
                 let alive = match keeper.keep_alive().await {
                     Ok(()) => match stream.message().await {
                         Ok(Some(r)) if r.ttl() > 0 => Ok(()),
@@ -267,7 +276,6 @@ impl EtcdBackend {
                     *flag.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                     return;
                 }
-                tokio::time::sleep(every).await;
             }
         });
         Ok(Lease {
@@ -313,6 +321,22 @@ impl EtcdBackend {
         Ok(Err(there))
     }
 
+    /// The claims among `kvs` (keys under `P/claims/`) that are not bound
+    /// to `mine`, this process's lease, by key.
+    fn claims_of(&self, kvs: &[etcd_client::KeyValue], mine: Option<i64>) -> Vec<Claimed> {
+        let prefix = self.claim_key("");
+        let mut out: Vec<Claimed> = kvs
+            .iter()
+            .filter(|kv| Some(kv.lease()) != mine)
+            .filter_map(|kv| {
+                let key = String::from_utf8_lossy(kv.key().get(prefix.len()..)?).into_owned();
+                Some((key, serde_json::from_slice::<Holder>(kv.value()).ok()?))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// The lock `key` stayed held by `holder` for all of `timeout`.
     fn lock_held(&self, holder: &str, key: &str, timeout: Duration) -> Error {
         Error::State(format!(
@@ -330,10 +354,17 @@ impl EtcdBackend {
     /// Writes the pending records, in order, a transaction per
     /// [`MAX_TXN_OPS`] of them.
     async fn flush(&self, pending: &mut Vec<Record>) -> Result<()> {
+        self.flush_when(pending, Vec::new()).await.map(drop)
+    }
+
+    /// [`flush`](Self::flush), the first transaction only if `when` holds;
+    /// false (and nothing written) when it does not.
+    async fn flush_when(&self, pending: &mut Vec<Record>, when: Vec<Compare>) -> Result<bool> {
         if pending.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let client = self.conn().await?;
+        let mut when = Some(when);
         for chunk in pending.chunks(MAX_TXN_OPS) {
             let ops: Vec<TxnOp> = chunk
                 .iter()
@@ -348,15 +379,57 @@ impl EtcdBackend {
                 })
                 .collect();
             let mut client = client.clone();
+            let txn = Txn::new().when(when.take().unwrap_or_default());
             // A write etcd acknowledged is on a quorum's disk: durable.
-            self.call(
-                "cannot write the journal",
-                client.txn(Txn::new().and_then(ops)),
-            )
-            .await?;
+            let r = self
+                .call("cannot write the journal", client.txn(txn.and_then(ops)))
+                .await?;
+            if !r.succeeded() {
+                return Ok(false);
+            }
         }
         pending.clear();
-        Ok(())
+        Ok(true)
+    }
+
+    /// The fencing compares: each claim this process holds still bound to
+    /// its lease; none when it holds none.
+    ///
+    /// # Errors
+    ///
+    /// When the lease is known lost.
+    fn fence(&self) -> Result<Option<(Vec<String>, Vec<Compare>)>> {
+        let Some(lease) = self.lease.get() else {
+            return Ok(None);
+        };
+        if let Some(why) = lease.lost.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Err(self.unreachable("this run's lease is lost", why));
+        }
+        let keys: Vec<String> = {
+            let mine = self.mine.lock().unwrap_or_else(|p| p.into_inner());
+            mine.iter()
+                .filter(|(_, w)| w.strong_count() > 0)
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let when = keys
+            .iter()
+            .map(|k| Compare::lease(self.claim_key(k), CompareOp::Equal, lease.id))
+            .collect();
+        Ok(Some((keys, when)))
+    }
+
+    fn fenced_out(&self, keys: &[String]) -> Error {
+        self.unreachable(
+            "fencing",
+            format!(
+                "the claim on {} is no longer this run's (its lease expired)",
+                keys.join(", ")
+            ),
+        )
     }
 }
 
@@ -436,6 +509,7 @@ impl Coordination for EtcdBackend {
     }
 
     async fn lock(&self, timeout: Duration) -> Result<LockGuard> {
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let key = self.key("lock");
         let me = super::journal::Identity::here();
         let value = format!("{}@{} pid {}", me.user, me.host, me.pid);
@@ -498,6 +572,12 @@ impl Coordination for EtcdBackend {
                 then.push(TxnOp::put(ck.clone(), value.clone(), with_lease()));
                 otherwise.push(TxnOp::get(ck, None));
             }
+            // The claims as they stand once these are taken: what `others`
+            // asks next, under this lock.
+            then.push(TxnOp::get(
+                self.claim_key(""),
+                Some(GetOptions::new().with_prefix()),
+            ));
             let mut client = client.clone();
             let r = self
                 .call(
@@ -506,6 +586,11 @@ impl Coordination for EtcdBackend {
                 )
                 .await?;
             if r.succeeded() {
+                let seen = r.op_responses().into_iter().find_map(|o| match o {
+                    TxnOpResponse::Get(g) => Some(self.claims_of(g.kvs(), Some(lease))),
+                    _ => None,
+                });
+                *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = seen;
                 let lock = LockGuard {
                     _token: Box::new(HeldKey {
                         key: lock_key,
@@ -594,26 +679,18 @@ impl Coordination for EtcdBackend {
     }
 
     async fn others(&self) -> Result<Vec<Claimed>> {
+        if let Some(seen) = self.seen.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Ok(seen);
+        }
         let mine = self.lease.get().map(|l| l.id);
         let mut client = self.conn().await?.clone();
-        let prefix = self.claim_key("");
         let r = self
             .call(
                 "cannot read claims",
-                client.get(prefix.clone(), Some(GetOptions::new().with_prefix())),
+                client.get(self.claim_key(""), Some(GetOptions::new().with_prefix())),
             )
             .await?;
-        let mut out = Vec::new();
-        for kv in r.kvs() {
-            if Some(kv.lease()) == mine {
-                continue;
-            }
-            let key = String::from_utf8_lossy(&kv.key()[prefix.len()..]).into_owned();
-            if let Ok(h) = serde_json::from_slice::<Holder>(kv.value()) {
-                out.push((key, h));
-            }
-        }
-        Ok(out)
+        Ok(self.claims_of(r.kvs(), mine))
     }
 
     async fn peek(&self, _timeout: Duration) -> Result<Vec<Claimed>> {
@@ -622,43 +699,38 @@ impl Coordination for EtcdBackend {
     }
 
     async fn check(&self) -> Result<()> {
-        // No lease: nothing claimed yet.
-        let (Some(client), Some(lease)) = (self.conn.get(), self.lease.get()) else {
+        let Some((keys, when)) = self.fence()? else {
             return Ok(());
         };
-        if let Some(why) = lease.lost.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-            return Err(self.unreachable("this run's lease is lost", why));
-        }
-        let keys: Vec<String> = {
-            let mine = self.mine.lock().unwrap_or_else(|p| p.into_inner());
-            mine.iter()
-                .filter(|(_, w)| w.strong_count() > 0)
-                .map(|(k, _)| k.clone())
-                .collect()
-        };
-        if keys.is_empty() {
-            return Ok(());
-        }
-        // One round trip: each claim key still bound to this run's lease.
-        let txn = Txn::new().when(
-            keys.iter()
-                .map(|k| Compare::lease(self.claim_key(k), CompareOp::Equal, lease.id))
-                .collect::<Vec<_>>(),
-        );
-        let mut client = client.clone();
+        let mut client = self.conn().await?.clone();
         let r = self
-            .call("cannot check the claims", client.txn(txn))
+            .call("cannot check the claims", client.txn(Txn::new().when(when)))
             .await?;
-        if !r.succeeded() {
-            return Err(self.unreachable(
-                "fencing",
-                format!(
-                    "the claim on {} is no longer this run's (its lease expired)",
-                    keys.join(", ")
-                ),
-            ));
+        if r.succeeded() {
+            Ok(())
+        } else {
+            Err(self.fenced_out(&keys))
         }
-        Ok(())
+    }
+
+    async fn sync_fenced(&self) -> Result<()> {
+        let mut pending = self.pending.lock().await;
+        match self.fence()? {
+            // The intents written only while the claims are this run's:
+            // one round trip for both.
+            Some((keys, when)) if !pending.is_empty() => {
+                if self.flush_when(&mut pending, when).await? {
+                    Ok(())
+                } else {
+                    Err(self.fenced_out(&keys))
+                }
+            }
+            _ => {
+                drop(pending);
+                self.check().await?;
+                self.sync().await
+            }
+        }
     }
 
     async fn close(&self) {

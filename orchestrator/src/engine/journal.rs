@@ -299,6 +299,16 @@ impl<'a> Run<'a> {
     pub async fn sync(&self) -> Result<()> {
         self.journal.backend.sync().await
     }
+
+    /// Before a change: checks that this run's claims are still its own
+    /// (fencing), and syncs every record written so far.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::State`](crate::Error::State).
+    pub async fn sync_fenced(&self) -> Result<()> {
+        self.journal.backend.sync_fenced().await
+    }
 }
 
 /// A fresh run id: milliseconds since the epoch, the pid, a counter.

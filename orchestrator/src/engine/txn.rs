@@ -96,9 +96,6 @@ impl<'e> Transaction<'e> {
     /// [`Error::State`] when the journal cannot be written (before any
     /// change is made, when it is an intent).
     pub async fn apply(&self, writes: &[Write]) -> Result<Vec<lb_core::Result<Change>>> {
-        // Fencing: nothing is written unless this run's claims are still
-        // its own.
-        self.engine.check().await?;
         let mut seqs = Vec::new();
         let mut changes = Vec::new();
         for w in writes {
@@ -115,8 +112,11 @@ impl<'e> Transaction<'e> {
                 seqs.push(None);
             }
         }
-        if let Some(run) = &self.run {
-            run.sync().await?;
+        // Fencing: nothing is written unless this run's claims are still
+        // its own; and not before its intents are durable.
+        match &self.run {
+            Some(run) => run.sync_fenced().await?,
+            None => self.engine.check().await?,
         }
         let results = join_all(writes.iter().map(|w| self.set(w.bal, &w.member, w.to))).await;
         if let Some(run) = &self.run {
