@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::compact::Compacted;
 use super::records::Record;
 use crate::error::Result;
 
@@ -104,8 +105,24 @@ pub trait Coordination: Send + Sync + fmt::Debug {
     /// Makes every record appended so far durable.
     async fn sync(&self) -> Result<()>;
 
-    /// Every record, in order, and how many could not be read.
+    /// The live journal's records, in order, and how many could not be
+    /// read: every run not finished, and the finished runs the backend
+    /// has not archived yet (what `recover`, `--resume` and `watch` need).
     async fn read(&self) -> Result<Read>;
+
+    /// Every record kept, archived ones included, in order (what
+    /// `history` lists). By default the live journal.
+    async fn read_all(&self) -> Result<Read> {
+        self.read().await
+    }
+
+    /// Removes finished runs past the retention from the live journal
+    /// now (call it under [`lock`](Self::lock)); `None` where there was
+    /// nothing to do. The file backend also does it by itself when a lock
+    /// finds the live journal large.
+    async fn compact(&self) -> Result<Option<Compacted>> {
+        Ok(None)
+    }
 
     /// Enters the critical section in which claims are taken and listed
     /// and the guard decides, waiting up to `timeout`.

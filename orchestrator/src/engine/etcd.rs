@@ -61,6 +61,12 @@ pub struct EtcdConfig {
     pub cert_file: Option<PathBuf>,
     /// The client certificate's key (PEM).
     pub key_file: Option<PathBuf>,
+    /// Finished runs older than this leave the journal (default 30d).
+    #[serde(default, with = "lb_core::duration::serde_opt")]
+    pub retention: Option<Duration>,
+    /// At most about this many finished runs are kept (default: no limit
+    /// but `retention`).
+    pub keep_runs: Option<usize>,
 }
 
 fn default_prefix() -> String {

@@ -6,6 +6,7 @@
 
 mod backend;
 mod claims;
+pub mod compact;
 mod etcd;
 mod file;
 pub mod journal;
