@@ -80,7 +80,7 @@ pub struct Compacted {
 
 /// Where each line of the live journal goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fate {
+pub(crate) enum Fate {
     Keep,
     Archive,
     Drop,
@@ -103,7 +103,7 @@ struct RunFacts {
 /// line cannot be read: archived, so `history` still counts it);
 /// `archived` the runs already in the archive (a compaction a crash cut
 /// short), whose lines are dropped.
-fn plan(
+pub(crate) fn plan(
     lines: &[Option<Record>],
     retention: &Retention,
     now: time::OffsetDateTime,

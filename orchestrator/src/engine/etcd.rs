@@ -5,7 +5,8 @@
 //! Under the prefix `P`:
 //! - `P/journal/…`: one key per record, read back in the order etcd
 //!   created them (create revision), so `recover` and `history` see every
-//!   machine's runs;
+//!   machine's runs (`recover` only the runs still live:
+//!   [`super::etcd_journal`]);
 //! - `P/lock`: the critical section, a key created only when absent;
 //! - `P/claims/KEY`: one key per claim, holding its holder.
 //!
@@ -30,6 +31,8 @@ use serde::Deserialize;
 use tokio::sync::OnceCell;
 
 use super::backend::{ClaimSet, Claimed, Coordination, Holder, LockGuard, Read, Token};
+use super::compact::{Compacted, Retention};
+use super::etcd_journal;
 use super::records::Record;
 use crate::error::{Error, Result};
 
@@ -128,6 +131,7 @@ pub struct EtcdBackend {
     conn: OnceCell<Conn>,
     mine: Mutex<BTreeMap<String, Weak<HeldKey>>>,
     seq: AtomicU64,
+    retention: Retention,
 }
 
 impl fmt::Debug for EtcdBackend {
@@ -181,6 +185,7 @@ impl EtcdBackend {
             return Err(bad("a password is given but no `username`".into()));
         }
         Ok(EtcdBackend {
+            retention: Retention::from_keys(cfg.retention, cfg.keep_runs),
             cfg,
             password,
             conn: OnceCell::new(),
@@ -216,14 +221,25 @@ impl EtcdBackend {
         what: &str,
         f: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
     ) -> Result<T> {
-        match tokio::time::timeout(self.timeout(), f).await {
+        self.call_within(self.timeout(), what, f).await
+    }
+
+    /// [`call`](Self::call) with the bound `limit`, for work of many
+    /// requests.
+    async fn call_within<T>(
+        &self,
+        limit: Duration,
+        what: &str,
+        f: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(limit, f).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(self.unreachable(what, e)),
             Err(_) => Err(self.unreachable(
                 what,
                 format!(
                     "no answer within {}",
-                    lb_core::duration::format_duration(self.timeout())
+                    lb_core::duration::format_duration(limit)
                 ),
             )),
         }
@@ -346,6 +362,53 @@ impl EtcdBackend {
     fn claim_key(&self, key: &str) -> String {
         self.key(&format!("claims/{key}"))
     }
+
+    /// Under the lock: sorts the journal's runs once
+    /// [`etcd_journal::COMPACT_EVERY`] revisions went by since the last
+    /// time. A failure is only logged: the journal is as it was, or
+    /// complete, and the command goes on.
+    async fn compact_when_due(&self, mut client: Client) {
+        let due = self
+            .call("cannot read the journal's index", async {
+                client.get(self.key("index"), None).await
+            })
+            .await
+            .map(|r| {
+                let now = r.header().map_or(0, |h| h.revision());
+                now - etcd_journal::index_of(r.kvs()) > etcd_journal::COMPACT_EVERY
+            });
+        match due {
+            Ok(true) => match self.compact().await {
+                Ok(c) => tracing::debug!("etcd journal compacted: {c:?}"),
+                Err(e) => tracing::warn!("etcd journal not compacted: {e}"),
+            },
+            Ok(false) => {}
+            Err(e) => tracing::warn!("etcd journal not compacted: {e}"),
+        }
+    }
+}
+
+/// The records of journal keys, in the order given; what cannot be read
+/// is skipped and counted.
+fn parse(kvs: &[etcd_client::KeyValue]) -> Read {
+    let mut out = Read::default();
+    for kv in kvs {
+        match kv
+            .value_str()
+            .map_err(|e| e.to_string())
+            .and_then(|v| serde_json::from_str::<Record>(v).map_err(|e| e.to_string()))
+        {
+            Ok(rec) => out.records.push(rec),
+            Err(e) => {
+                tracing::warn!(
+                    "etcd journal key {}: skipped, unreadable: {e}",
+                    String::from_utf8_lossy(kv.key())
+                );
+                out.skipped += 1;
+            }
+        }
+    }
+    out
 }
 
 #[async_trait]
@@ -385,6 +448,18 @@ impl Coordination for EtcdBackend {
     async fn read(&self) -> Result<Read> {
         let c = self.conn().await?;
         let mut client = c.client.clone();
+        let live = self
+            .call(
+                "cannot read the journal",
+                etcd_journal::read_live(&mut client, &self.cfg.prefix),
+            )
+            .await?;
+        Ok(parse(&live.kvs))
+    }
+
+    async fn read_all(&self) -> Result<Read> {
+        let c = self.conn().await?;
+        let mut client = c.client.clone();
         let r = self
             .call(
                 "cannot read the journal",
@@ -398,24 +473,26 @@ impl Coordination for EtcdBackend {
                 ),
             )
             .await?;
-        let mut out = Read::default();
-        for kv in r.kvs() {
-            match kv
-                .value_str()
-                .map_err(|e| e.to_string())
-                .and_then(|v| serde_json::from_str::<Record>(v).map_err(|e| e.to_string()))
-            {
-                Ok(rec) => out.records.push(rec),
-                Err(e) => {
-                    tracing::warn!(
-                        "etcd journal key {}: skipped, unreadable: {e}",
-                        String::from_utf8_lossy(kv.key())
-                    );
-                    out.skipped += 1;
-                }
-            }
-        }
-        Ok(out)
+        Ok(parse(r.kvs()))
+    }
+
+    async fn compact(&self) -> Result<Option<Compacted>> {
+        let c = self.conn().await?;
+        let mut client = c.client.clone();
+        // A journal never compacted (an earlier release's) may be large.
+        let done = self
+            .call_within(
+                self.timeout() * 12,
+                "cannot compact the journal",
+                etcd_journal::compact(
+                    &mut client,
+                    &self.cfg.prefix,
+                    &self.retention,
+                    super::host::process_lives,
+                ),
+            )
+            .await?;
+        Ok(Some(done))
     }
 
     async fn lock(&self, timeout: Duration) -> Result<LockGuard> {
@@ -427,9 +504,14 @@ impl Coordination for EtcdBackend {
             match self.create(&key, &value).await? {
                 Ok(()) => {
                     let client = self.conn().await?.client.clone();
-                    return Ok(LockGuard {
-                        _token: Box::new(HeldKey { key, client }),
-                    });
+                    let guard = LockGuard {
+                        _token: Box::new(HeldKey {
+                            key,
+                            client: client.clone(),
+                        }),
+                    };
+                    self.compact_when_due(client).await;
+                    return Ok(guard);
                 }
                 Err(holder) if tokio::time::Instant::now() >= deadline => {
                     return Err(Error::State(format!(

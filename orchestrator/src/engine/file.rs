@@ -287,12 +287,7 @@ impl Coordination for FileBackend {
 
     async fn compact(&self) -> Result<Option<Compacted>> {
         drop(self.writer()?);
-        compact::compact(
-            &self.dir,
-            &self.retention,
-            true,
-            super::journal::process_lives,
-        )
+        compact::compact(&self.dir, &self.retention, true, super::host::process_lives)
     }
 
     async fn lock(&self, timeout: Duration) -> Result<LockGuard> {
@@ -302,7 +297,7 @@ impl Coordination for FileBackend {
                 &self.dir,
                 &self.retention,
                 false,
-                super::journal::process_lives,
+                super::host::process_lives,
             ) {
                 Ok(Some(c)) => {
                     tracing::debug!("journal {} compacted: {c:?}", self.path().display())

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use super::compact::{Compacted, Retention};
 use super::file::{FileBackend, lock_file};
+pub use super::host::process_lives;
+pub(crate) use super::host::{hostname, process_alive};
 use crate::error::Result;
 
 pub use super::backend::{Coordination, LockGuard, Read};
@@ -368,23 +370,6 @@ impl Identity {
             pid: std::process::id(),
         }
     }
-}
-
-/// Whether `pid` (another process than this one) runs on this machine.
-pub(crate) fn process_alive(pid: u32) -> bool {
-    pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Whether the process a `start` record names (`pid` on `host`) still
-/// runs: on this machine, and not this process.
-pub fn process_lives(pid: u32, host: &str) -> bool {
-    host == hostname() && process_alive(pid)
-}
-
-pub(crate) fn hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
 }
 
 fn nix_uid() -> u32 {

@@ -1,8 +1,7 @@
 use std::fmt::Write as _;
 
 use super::*;
-use crate::engine::backend::Coordination;
-use crate::engine::file::FileBackend;
+use crate::engine::{Coordination, FileBackend};
 
 fn ts(days_ago: u64) -> String {
     (time::OffsetDateTime::now_utc() - Duration::from_secs(days_ago * 86_400))
