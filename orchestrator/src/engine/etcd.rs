@@ -331,19 +331,32 @@ impl EtcdBackend {
     /// Creates `key` with `value` bound to the lease when it is absent;
     /// returns the value that is there otherwise.
     async fn create(&self, key: &str, value: &str) -> Result<std::result::Result<(), String>> {
+        Ok(self.create_and(key, value, Vec::new()).await?.map(drop))
+    }
+
+    /// [`create`](Self::create), with `also` in the same transaction when
+    /// `key` is created (its answer is returned).
+    async fn create_and(
+        &self,
+        key: &str,
+        value: &str,
+        also: Vec<TxnOp>,
+    ) -> Result<std::result::Result<etcd_client::TxnResponse, String>> {
         let c = self.conn().await?;
+        let mut ops = vec![TxnOp::put(
+            key,
+            value,
+            Some(PutOptions::new().with_lease(c.lease)),
+        )];
+        ops.extend(also);
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(
-                key,
-                value,
-                Some(PutOptions::new().with_lease(c.lease)),
-            )])
+            .and_then(ops)
             .or_else([TxnOp::get(key, None)]);
         let mut client = c.client.clone();
         let r = self.call("cannot write", client.txn(txn)).await?;
         if r.succeeded() {
-            return Ok(Ok(()));
+            return Ok(Ok(r));
         }
         let there = r
             .op_responses()
@@ -363,27 +376,25 @@ impl EtcdBackend {
         self.key(&format!("claims/{key}"))
     }
 
-    /// Under the lock: sorts the journal's runs once
-    /// [`etcd_journal::COMPACT_EVERY`] revisions went by since the last
-    /// time. A failure is only logged: the journal is as it was, or
-    /// complete, and the command goes on.
-    async fn compact_when_due(&self, mut client: Client) {
-        let due = self
-            .call("cannot read the journal's index", async {
-                client.get(self.key("index"), None).await
+    /// Under the lock, whose creation `r` answered (with `P/index`): sorts
+    /// the journal's runs once [`etcd_journal::COMPACT_EVERY`] revisions
+    /// went by since the last time. A failure is only logged: the journal
+    /// is as it was, or complete, and the command goes on.
+    async fn compact_when_due(&self, r: &etcd_client::TxnResponse) {
+        let now = r.header().map_or(0, |h| h.revision());
+        let index = r
+            .op_responses()
+            .into_iter()
+            .find_map(|o| match o {
+                TxnOpResponse::Get(g) => Some(etcd_journal::index_of(g.kvs())),
+                _ => None,
             })
-            .await
-            .map(|r| {
-                let now = r.header().map_or(0, |h| h.revision());
-                now - etcd_journal::index_of(r.kvs()) > etcd_journal::COMPACT_EVERY
-            });
-        match due {
-            Ok(true) => match self.compact().await {
+            .unwrap_or(0);
+        if now - index > etcd_journal::COMPACT_EVERY {
+            match self.compact().await {
                 Ok(c) => tracing::debug!("etcd journal compacted: {c:?}"),
                 Err(e) => tracing::warn!("etcd journal not compacted: {e}"),
-            },
-            Ok(false) => {}
-            Err(e) => tracing::warn!("etcd journal not compacted: {e}"),
+            }
         }
     }
 }
@@ -501,16 +512,14 @@ impl Coordination for EtcdBackend {
         let value = format!("{}@{} pid {}", me.user, me.host, me.pid);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            match self.create(&key, &value).await? {
-                Ok(()) => {
+            let index = etcd_journal::get_index(&self.cfg.prefix);
+            match self.create_and(&key, &value, vec![index]).await? {
+                Ok(r) => {
                     let client = self.conn().await?.client.clone();
                     let guard = LockGuard {
-                        _token: Box::new(HeldKey {
-                            key,
-                            client: client.clone(),
-                        }),
+                        _token: Box::new(HeldKey { key, client }),
                     };
-                    self.compact_when_due(client).await;
+                    self.compact_when_due(&r).await;
                     return Ok(guard);
                 }
                 Err(holder) if tokio::time::Instant::now() >= deadline => {
