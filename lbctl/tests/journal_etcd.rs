@@ -86,6 +86,12 @@ fn finished_runs_past_the_retention_leave_etcd_and_recover_reads_the_open_ones()
             run(&mut recs, &format!("old-{i}"), "node3", 60, false);
             runs.push(recs);
         }
+        // And 600 of yesterday: more records than etcd answers in one page.
+        for i in 0..600 {
+            let mut recs = Vec::new();
+            run(&mut recs, &format!("recent-{i}"), "node3", 1, false);
+            runs.push(recs);
+        }
         // One request a record, as lbctl writes them; 16 writers, each
         // run's records in order.
         let mut writers = Vec::new();
@@ -103,9 +109,6 @@ fn finished_runs_past_the_retention_leave_etcd_and_recover_reads_the_open_ones()
         }
         let mut recs = Vec::new();
         run(&mut recs, "open-1", "node2", 45, true);
-        for i in 0..5 {
-            run(&mut recs, &format!("recent-{i}"), "node3", 1, false);
-        }
         for r in recs {
             b.append(&[r], true).await.unwrap();
         }
@@ -168,12 +171,12 @@ fn finished_runs_past_the_retention_leave_etcd_and_recover_reads_the_open_ones()
             .await
             .unwrap();
         let ids: Vec<&str> = h.runs.iter().map(|r| r.run.as_str()).collect();
-        assert_eq!(ids.len(), 1 + 5 + 2, "{ids:?}");
-        assert_eq!(ids[0], "open-1");
+        assert_eq!(ids.len(), 600 + 1 + 2, "{ids:?}");
         assert!(
-            ids[1..6].iter().all(|i| i.starts_with("recent-")),
+            ids[..600].iter().all(|i| i.starts_with("recent-")),
             "{ids:?}"
         );
+        assert_eq!(ids[600], "open-1");
         f.close().await;
     });
 }

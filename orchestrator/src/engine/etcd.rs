@@ -24,8 +24,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, SortOrder, SortTarget, Txn,
-    TxnOp, TxnOpResponse,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
 };
 use serde::Deserialize;
 use tokio::sync::OnceCell;
@@ -471,20 +470,14 @@ impl Coordination for EtcdBackend {
     async fn read_all(&self) -> Result<Read> {
         let c = self.conn().await?;
         let mut client = c.client.clone();
-        let r = self
-            .call(
+        let (kvs, _) = self
+            .call_within(
+                self.timeout() * 12,
                 "cannot read the journal",
-                client.get(
-                    self.key("journal/"),
-                    Some(
-                        GetOptions::new()
-                            .with_prefix()
-                            .with_sort(SortTarget::Create, SortOrder::Ascend),
-                    ),
-                ),
+                etcd_journal::get_paged(&mut client, &self.key("journal/"), 0),
             )
             .await?;
-        Ok(parse(r.kvs()))
+        Ok(parse(&kvs))
     }
 
     async fn compact(&self) -> Result<Option<Compacted>> {

@@ -93,27 +93,22 @@ pub(crate) async fn read_live(client: &mut Client, prefix: &str) -> EtcdResult<L
         _ => (0, BTreeSet::new()),
     };
     let journal = key(prefix, "journal/");
-    let mut ops = vec![TxnOp::get(
-        journal.clone(),
-        Some(
-            GetOptions::new()
-                .with_prefix()
-                .with_min_create_revision(index + 1),
-        ),
-    )];
-    ops.extend(live.iter().map(|run| {
-        TxnOp::get(
-            format!("{journal}{run}/"),
-            Some(GetOptions::new().with_prefix()),
-        )
-    }));
-    let mut kvs: BTreeMap<Vec<u8>, KeyValue> = BTreeMap::new();
-    let mut revision = 0;
+    let (since, revision) = get_paged(client, &journal, index + 1).await?;
+    let mut kvs: BTreeMap<Vec<u8>, KeyValue> = since
+        .into_iter()
+        .map(|kv| (kv.key().to_vec(), kv))
+        .collect();
+    let ops: Vec<TxnOp> = live
+        .iter()
+        .map(|run| {
+            TxnOp::get(
+                format!("{journal}{run}/"),
+                Some(GetOptions::new().with_prefix()),
+            )
+        })
+        .collect();
     for chunk in ops.chunks(OPS) {
         let r = client.txn(Txn::new().and_then(chunk.to_vec())).await?;
-        if revision == 0 {
-            revision = r.header().map_or(0, |h| h.revision());
-        }
         for kv in gets(&r) {
             kvs.insert(kv.key().to_vec(), kv);
         }
@@ -125,6 +120,52 @@ pub(crate) async fn read_live(client: &mut Client, prefix: &str) -> EtcdResult<L
         live,
         revision,
     })
+}
+
+/// Keys a page: each page is one message, well under gRPC's 4 MiB.
+const PAGE: i64 = 2000;
+
+/// Every key under `prefix` created at revision `min_create` or later,
+/// in creation order, a page at a time (all pages at the first one's
+/// revision, which is returned).
+pub(crate) async fn get_paged(
+    client: &mut Client,
+    prefix: &str,
+    min_create: i64,
+) -> EtcdResult<(Vec<KeyValue>, i64)> {
+    // The end of the prefix: its last byte (`/`) plus one.
+    let mut end = prefix.as_bytes().to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    let mut from = prefix.as_bytes().to_vec();
+    let mut out = Vec::new();
+    let mut revision = 0;
+    loop {
+        let mut opts = GetOptions::new()
+            .with_range(end.clone())
+            .with_limit(PAGE)
+            .with_revision(revision);
+        if min_create > 1 {
+            opts = opts.with_min_create_revision(min_create);
+        }
+        let r = client.get(from.clone(), Some(opts)).await?;
+        if revision == 0 {
+            revision = r.header().map_or(0, |h| h.revision());
+        }
+        let more = r.more();
+        let Some(last) = r.kvs().last() else {
+            break;
+        };
+        from = last.key().to_vec();
+        from.push(0);
+        out.extend_from_slice(r.kvs());
+        if !more {
+            break;
+        }
+    }
+    out.sort_by_key(|kv| kv.create_revision());
+    Ok((out, revision))
 }
 
 /// Seconds since the epoch of an RFC 3339 time (0 when unreadable).
