@@ -190,6 +190,12 @@ fn parse(bytes: &[u8], what: &str, path: &Path) -> Read {
 /// both).
 fn merge(archive: Read, live: Read) -> Read {
     use std::collections::BTreeSet;
+    if archive.records.is_empty() {
+        return Read {
+            records: live.records,
+            skipped: archive.skipped + live.skipped,
+        };
+    }
     let archived: BTreeSet<&str> = archive
         .records
         .iter()
