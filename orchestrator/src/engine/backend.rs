@@ -25,6 +25,24 @@ pub struct Read {
     pub skipped: usize,
 }
 
+impl Read {
+    /// Adds the record `bytes` hold; bytes that are not one (not UTF-8,
+    /// JSON that is not a record) are skipped and counted, with a warning
+    /// naming `place` (the line, the key).
+    pub(crate) fn add(&mut self, bytes: &[u8], place: impl FnOnce() -> String) {
+        match std::str::from_utf8(bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|l| serde_json::from_str::<Record>(l).map_err(|e| e.to_string()))
+        {
+            Ok(r) => self.records.push(r),
+            Err(e) => {
+                tracing::warn!("{}: skipped, unreadable: {e}", place());
+                self.skipped += 1;
+            }
+        }
+    }
+}
+
 /// Who holds a claim.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {

@@ -403,20 +403,9 @@ impl EtcdBackend {
 fn parse(kvs: &[etcd_client::KeyValue]) -> Read {
     let mut out = Read::default();
     for kv in kvs {
-        match kv
-            .value_str()
-            .map_err(|e| e.to_string())
-            .and_then(|v| serde_json::from_str::<Record>(v).map_err(|e| e.to_string()))
-        {
-            Ok(rec) => out.records.push(rec),
-            Err(e) => {
-                tracing::warn!(
-                    "etcd journal key {}: skipped, unreadable: {e}",
-                    String::from_utf8_lossy(kv.key())
-                );
-                out.skipped += 1;
-            }
-        }
+        out.add(kv.value(), || {
+            format!("etcd journal key {}", String::from_utf8_lossy(kv.key()))
+        });
     }
     out
 }

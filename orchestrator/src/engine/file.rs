@@ -163,22 +163,8 @@ fn open_journal(path: &Path) -> Result<File> {
 fn parse(bytes: &[u8], what: &str, path: &Path) -> Read {
     let mut out = Read::default();
     for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
-        if line.is_empty() {
-            continue;
-        }
-        match std::str::from_utf8(line)
-            .map_err(|e| e.to_string())
-            .and_then(|l| serde_json::from_str::<Record>(l).map_err(|e| e.to_string()))
-        {
-            Ok(r) => out.records.push(r),
-            Err(e) => {
-                tracing::warn!(
-                    "{what} {} line {}: skipped, unreadable: {e}",
-                    path.display(),
-                    i + 1
-                );
-                out.skipped += 1;
-            }
+        if !line.is_empty() {
+            out.add(line, || format!("{what} {} line {}", path.display(), i + 1));
         }
     }
     out
