@@ -516,6 +516,13 @@ address = "10.0.0.2:8080"
             panic!("{:?}", inv.coordination)
         };
         assert_eq!(cfg.lease_ttl, Some(Duration::from_secs(5)));
+        assert_eq!(inv.coordination.retention(), Retention::default());
+        let kept =
+            Inventory::parse(&format!("{etcd}retention = \"7d\"\nkeep_runs = 10\n")).unwrap();
+        assert_eq!(
+            kept.coordination.retention(),
+            Retention::from_keys(Some(Duration::from_secs(7 * 86_400)), Some(10))
+        );
         crate::engine::EtcdBackend::new((**cfg).clone()).unwrap();
         let e = Inventory::parse(&etcd.replace("lease_ttl", "lease_tll"))
             .unwrap_err()
