@@ -1,5 +1,5 @@
 //! Durations as the inventory and the CLI write them: `250ms`, `30s`,
-//! `5m`, `1h`, or combinations such as `1m30s`.
+//! `5m`, `1h`, `30d`, or combinations such as `1m30s`.
 //!
 //! Drivers read their duration settings with [`serde_opt`]:
 //!
@@ -19,13 +19,15 @@
 
 use std::time::Duration;
 
-/// Parses `250ms`, `30s`, `5m`, `2h`, `1m30s` (a bare number is seconds).
+/// Parses `250ms`, `30s`, `5m`, `2h`, `30d`, `1m30s` (a bare number is
+/// seconds; a day is 24 hours).
 ///
 /// ```
 /// use std::time::Duration;
 /// use lb_core::duration::parse_duration;
 /// assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
 /// assert_eq!(parse_duration("100ms").unwrap(), Duration::from_millis(100));
+/// assert_eq!(parse_duration("90d").unwrap(), Duration::from_secs(90 * 86_400));
 /// assert!(parse_duration("5 minutes").is_err());
 /// ```
 ///
@@ -33,7 +35,7 @@ use std::time::Duration;
 ///
 /// A message saying what is accepted.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?} (examples: 250ms, 30s, 5m, 1h, 1m30s)");
+    let bad = || format!("invalid duration {s:?} (examples: 250ms, 30s, 5m, 1h, 30d, 1m30s)");
     let t = s.trim();
     if t.is_empty() {
         return Err(bad());
@@ -60,6 +62,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "s" => Duration::from_secs(n),
             "m" => Duration::from_secs(n * 60),
             "h" => Duration::from_secs(n * 3600),
+            "d" => Duration::from_secs(n * 86_400),
             _ => return Err(bad()),
         };
     }

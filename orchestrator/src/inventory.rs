@@ -15,6 +15,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use crate::duration::serde_opt;
+use crate::engine::compact::Retention;
 use crate::error::{Error, Result};
 use crate::registry;
 
@@ -39,15 +40,42 @@ pub struct Inventory {
 
 /// `[coordination]`: `backend = "file"` (the default: the state
 /// directory) or `backend = "etcd"` with its settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "backend", rename_all = "lowercase")]
 pub enum CoordinationConfig {
     /// Files in the state directory, shared by the lbctl processes that use
     /// that directory.
-    #[default]
-    File,
+    File(FileConfig),
     /// etcd, shared by every lbctl on every machine that names it.
     Etcd(Box<crate::engine::EtcdConfig>),
+}
+
+impl Default for CoordinationConfig {
+    fn default() -> Self {
+        CoordinationConfig::File(FileConfig::default())
+    }
+}
+
+impl CoordinationConfig {
+    /// How long finished runs are kept (`retention`, `keep_runs`).
+    pub fn retention(&self) -> Retention {
+        match self {
+            CoordinationConfig::File(c) => Retention::from_keys(c.retention, c.keep_runs),
+            CoordinationConfig::Etcd(c) => Retention::from_keys(c.retention, c.keep_runs),
+        }
+    }
+}
+
+/// `[coordination]` with `backend = "file"`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Finished runs older than this leave the journal (default 30d).
+    #[serde(default, with = "serde_opt")]
+    pub retention: Option<Duration>,
+    /// At most about this many finished runs are kept (default: no limit
+    /// but `retention`).
+    pub keep_runs: Option<usize>,
 }
 
 /// `[defaults]`.
@@ -466,13 +494,40 @@ address = "10.0.0.2:8080"
     #[test]
     fn coordination_is_file_by_default_or_etcd_with_checked_keys() {
         let inv = Inventory::parse(FULL).unwrap();
-        assert!(matches!(inv.coordination, CoordinationConfig::File));
+        assert!(matches!(inv.coordination, CoordinationConfig::File(_)));
+        assert_eq!(inv.coordination.retention(), Retention::default());
+        let file = Inventory::parse(
+            "[coordination]\nbackend = \"file\"\nretention = \"90d\"\nkeep_runs = 5000\n",
+        )
+        .unwrap();
+        assert_eq!(
+            file.coordination.retention(),
+            Retention {
+                retention: Duration::from_secs(90 * 86_400),
+                keep_runs: Some(5000)
+            }
+        );
+        let e = Inventory::parse("[coordination]\nbackend = \"file\"\nretention = \"a month\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a month"), "{e}");
+        let e = Inventory::parse("[coordination]\nbackend = \"file\"\nkeep_run = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("keep_run"), "{e}");
         let etcd = "[coordination]\nbackend = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/lbctl/prod\"\nlease_ttl = \"5s\"\n";
         let inv = Inventory::parse(etcd).unwrap();
         let CoordinationConfig::Etcd(cfg) = &inv.coordination else {
             panic!("{:?}", inv.coordination)
         };
         assert_eq!(cfg.lease_ttl, Some(Duration::from_secs(5)));
+        assert_eq!(inv.coordination.retention(), Retention::default());
+        let kept =
+            Inventory::parse(&format!("{etcd}retention = \"7d\"\nkeep_runs = 10\n")).unwrap();
+        assert_eq!(
+            kept.coordination.retention(),
+            Retention::from_keys(Some(Duration::from_secs(7 * 86_400)), Some(10))
+        );
         crate::engine::EtcdBackend::new((**cfg).clone()).unwrap();
         let e = Inventory::parse(&etcd.replace("lease_ttl", "lease_tll"))
             .unwrap_err()

@@ -68,6 +68,7 @@ impl Fleet {
         if let Some(dir) = state_dir {
             b = b.state_dir(dir);
         }
+        b = b.retention(inv.coordination.retention());
         if let inventory::CoordinationConfig::Etcd(cfg) = &inv.coordination {
             b = b.coordination(Arc::new(engine::EtcdBackend::new((**cfg).clone())?));
         }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::compact::Compacted;
 use super::records::Record;
 use crate::error::Result;
 
@@ -22,6 +23,24 @@ pub struct Read {
     pub records: Vec<Record>,
     /// Records (lines, keys) that could not be read, and were skipped.
     pub skipped: usize,
+}
+
+impl Read {
+    /// Adds the record `bytes` hold; bytes that are not one (not UTF-8,
+    /// JSON that is not a record) are skipped and counted, with a warning
+    /// naming `place` (the line, the key).
+    pub(crate) fn add(&mut self, bytes: &[u8], place: impl FnOnce() -> String) {
+        match std::str::from_utf8(bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|l| serde_json::from_str::<Record>(l).map_err(|e| e.to_string()))
+        {
+            Ok(r) => self.records.push(r),
+            Err(e) => {
+                tracing::warn!("{}: skipped, unreadable: {e}", place());
+                self.skipped += 1;
+            }
+        }
+    }
 }
 
 /// Who holds a claim.
@@ -104,8 +123,24 @@ pub trait Coordination: Send + Sync + fmt::Debug {
     /// Makes every record appended so far durable.
     async fn sync(&self) -> Result<()>;
 
-    /// Every record, in order, and how many could not be read.
+    /// The live journal's records, in order, and how many could not be
+    /// read: every run not finished, and the finished runs the backend
+    /// has not archived yet (what `recover`, `--resume` and `watch` need).
     async fn read(&self) -> Result<Read>;
+
+    /// Every record kept, archived ones included, in order (what
+    /// `history` lists). By default the live journal.
+    async fn read_all(&self) -> Result<Read> {
+        self.read().await
+    }
+
+    /// Removes finished runs past the retention from the live journal
+    /// now (call it under [`lock`](Self::lock)); `None` where there was
+    /// nothing to do. The file backend also does it by itself when a lock
+    /// finds the live journal large.
+    async fn compact(&self) -> Result<Option<Compacted>> {
+        Ok(None)
+    }
 
     /// Enters the critical section in which claims are taken and listed
     /// and the guard decides, waiting up to `timeout`.

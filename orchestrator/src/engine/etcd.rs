@@ -24,41 +24,24 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, SortOrder, SortTarget, Txn,
-    TxnOp, TxnOpResponse,
-};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
 use tokio::sync::OnceCell;
 
 use super::backend::{ClaimSet, Claimed, Coordination, Holder, LockGuard, Read, Token};
+use super::compact::{Compacted, Retention};
 pub use super::etcd_config::EtcdConfig;
+use super::etcd_journal;
+use super::etcd_lease::Lease;
 use super::records::Record;
 use crate::error::{Error, Result};
 
 const DEFAULT_TTL: Duration = Duration::from_secs(15);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The lease this process's lock and claims are bound to, kept alive by a
-/// task; granted on the first lock or claim (a command that only reads
-/// takes none).
-struct Lease {
-    id: i64,
-    /// Why the lease was lost, once it is.
-    lost: Arc<Mutex<Option<String>>>,
-    keeper: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        self.keeper.abort();
-    }
-}
 
 /// A key this process holds (a claim, the lock): deleted when dropped
 /// (and, should that not happen, when the lease expires).
@@ -92,6 +75,7 @@ pub struct EtcdBackend {
     /// The claims the last [`lock_and_claim`](Coordination::lock_and_claim)
     /// read in its transaction, for the next `others` under that lock.
     seen: Mutex<Option<Vec<Claimed>>>,
+    retention: Retention,
 }
 
 impl fmt::Debug for EtcdBackend {
@@ -109,42 +93,9 @@ impl EtcdBackend {
     ///
     /// [`Error::Config`] naming the key at fault.
     pub fn new(cfg: EtcdConfig) -> Result<EtcdBackend> {
-        let bad = |m: String| Error::Config(format!("[coordination]: {m}"));
-        if cfg.endpoints.is_empty() {
-            return Err(bad("`endpoints` names no etcd endpoint".into()));
-        }
-        for e in &cfg.endpoints {
-            if !(e.starts_with("http://") || e.starts_with("https://")) {
-                return Err(bad(format!(
-                    "endpoint {e:?} is not an http:// or https:// URL"
-                )));
-            }
-        }
-        if !cfg.prefix.starts_with('/') || cfg.prefix.ends_with('/') || cfg.prefix.len() < 2 {
-            return Err(bad(format!(
-                "`prefix` {:?} must start with / and not end with one (e.g. /lbctl/prod)",
-                cfg.prefix
-            )));
-        }
-        if cfg.cert_file.is_some() != cfg.key_file.is_some() {
-            return Err(bad("`cert_file` and `key_file` go together".into()));
-        }
-        let source = lb_http::SecretSource::one_of(
-            "password",
-            [
-                cfg.password_env.clone().map(lb_http::SecretSource::Env),
-                cfg.password_file.clone().map(lb_http::SecretSource::File),
-            ],
-        )
-        .map_err(|e| bad(e.to_string()))?;
-        let password = source
-            .map(|s| s.read("password").map(|p| p.expose().to_owned()))
-            .transpose()
-            .map_err(|e| bad(e.to_string()))?;
-        if password.is_some() && cfg.username.is_none() {
-            return Err(bad("a password is given but no `username`".into()));
-        }
+        let password = cfg.checked()?;
         Ok(EtcdBackend {
+            retention: Retention::from_keys(cfg.retention, cfg.keep_runs),
             cfg,
             password,
             conn: OnceCell::new(),
@@ -183,14 +134,25 @@ impl EtcdBackend {
         what: &str,
         f: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
     ) -> Result<T> {
-        match tokio::time::timeout(self.timeout(), f).await {
+        self.call_within(self.timeout(), what, f).await
+    }
+
+    /// [`call`](Self::call) with the bound `limit`, for work of many
+    /// requests.
+    async fn call_within<T>(
+        &self,
+        limit: Duration,
+        what: &str,
+        f: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(limit, f).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(self.unreachable(what, e)),
             Err(_) => Err(self.unreachable(
                 what,
                 format!(
                     "no answer within {}",
-                    lb_core::duration::format_duration(self.timeout())
+                    lb_core::duration::format_duration(limit)
                 ),
             )),
         }
@@ -205,84 +167,25 @@ impl EtcdBackend {
         self.lease.get_or_try_init(|| self.grant()).await
     }
 
+    async fn grant(&self) -> Result<Lease> {
+        let mut client = self.conn().await?.clone();
+        let ttl = self.cfg.lease_ttl.unwrap_or(DEFAULT_TTL).as_secs().max(1) as i64;
+        let id = self
+            .call("cannot grant a lease", client.lease_grant(ttl, None))
+            .await?
+            .id();
+        Ok(Lease::keep_alive(client, id, ttl))
+    }
+
     async fn connect(&self) -> Result<Client> {
-        let mut opts = ConnectOptions::new()
-            .with_connect_timeout(self.timeout())
-            .with_timeout(self.timeout());
-        if let Some(u) = &self.cfg.username {
-            opts = opts.with_user(u, self.password.clone().unwrap_or_default());
-        }
-        if self.cfg.ca_file.is_some() || self.cfg.cert_file.is_some() {
-            let read = |p: &PathBuf, key: &str| {
-                std::fs::read(p).map_err(|e| {
-                    Error::Config(format!(
-                        "[coordination]: cannot read `{key}` {}: {e}",
-                        p.display()
-                    ))
-                })
-            };
-            let mut tls = etcd_client::TlsOptions::new();
-            if let Some(ca) = &self.cfg.ca_file {
-                tls = tls.ca_certificate(etcd_client::Certificate::from_pem(read(ca, "ca_file")?));
-            }
-            if let (Some(c), Some(k)) = (&self.cfg.cert_file, &self.cfg.key_file) {
-                tls = tls.identity(etcd_client::Identity::from_pem(
-                    read(c, "cert_file")?,
-                    read(k, "key_file")?,
-                ));
-            }
-            opts = opts.with_tls(tls);
-        }
+        let opts = self
+            .cfg
+            .connect_options(self.password.as_deref(), self.timeout())?;
         self.call(
             "cannot connect",
             Client::connect(self.cfg.endpoints.clone(), Some(opts)),
         )
         .await
-    }
-
-    async fn grant(&self) -> Result<Lease> {
-        let mut client = self.conn().await?.clone();
-        let ttl = self.cfg.lease_ttl.unwrap_or(DEFAULT_TTL).as_secs().max(1) as i64;
-        let lease = self
-            .call("cannot grant a lease", client.lease_grant(ttl, None))
-            .await?
-            .id();
-        let lost = Arc::new(Mutex::new(None));
-        let flag = lost.clone();
-        let every = Duration::from_millis((ttl as u64 * 1000 / 3).max(200));
-        // The keep-alive stream opens in its own task: nothing waits for
-        // it (the lease is good for its TTL from the grant).
-        let keeper = tokio::spawn(async move {
-            let (mut keeper, mut stream) = match client.lease_keep_alive(lease).await {
-                Ok(ks) => ks,
-                Err(e) => {
-                    *flag.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(format!("cannot keep the lease alive: {e}"));
-                    return;
-                }
-            };
-            loop {
-                tokio::time::sleep(every).await;
-                let alive = match keeper.keep_alive().await {
-                    Ok(()) => match stream.message().await {
-                        Ok(Some(r)) if r.ttl() > 0 => Ok(()),
-                        Ok(Some(_)) => Err("the lease expired".to_string()),
-                        Ok(None) => Err("the keep-alive stream ended".to_string()),
-                        Err(e) => Err(e.to_string()),
-                    },
-                    Err(e) => Err(e.to_string()),
-                };
-                if let Err(e) = alive {
-                    *flag.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                    return;
-                }
-            }
-        });
-        Ok(Lease {
-            id: lease,
-            lost,
-            keeper,
-        })
     }
 
     fn held_by_me(&self, key: &str) -> Option<Arc<HeldKey>> {
@@ -293,19 +196,32 @@ impl EtcdBackend {
     /// Creates `key` with `value` bound to the lease when it is absent;
     /// returns the value that is there otherwise.
     async fn create(&self, key: &str, value: &str) -> Result<std::result::Result<(), String>> {
+        Ok(self.create_and(key, value, Vec::new()).await?.map(drop))
+    }
+
+    /// [`create`](Self::create), with `also` in the same transaction when
+    /// `key` is created (its answer is returned).
+    async fn create_and(
+        &self,
+        key: &str,
+        value: &str,
+        also: Vec<TxnOp>,
+    ) -> Result<std::result::Result<etcd_client::TxnResponse, String>> {
         let lease = self.lease().await?.id;
+        let mut ops = vec![TxnOp::put(
+            key,
+            value,
+            Some(PutOptions::new().with_lease(lease)),
+        )];
+        ops.extend(also);
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(
-                key,
-                value,
-                Some(PutOptions::new().with_lease(lease)),
-            )])
+            .and_then(ops)
             .or_else([TxnOp::get(key, None)]);
         let mut client = self.conn().await?.clone();
         let r = self.call("cannot write", client.txn(txn)).await?;
         if r.succeeded() {
-            return Ok(Ok(()));
+            return Ok(Ok(r));
         }
         let there = r
             .op_responses()
@@ -319,6 +235,25 @@ impl EtcdBackend {
             })
             .unwrap_or_default();
         Ok(Err(there))
+    }
+
+    /// Under the lock, whose creation `r` answered (with `P/index`, its
+    /// answer number `at`): sorts the journal's runs once
+    /// [`etcd_journal::COMPACT_EVERY`] revisions went by since the last
+    /// time. A failure is only logged: the journal is as it was, or
+    /// complete, and the command goes on.
+    async fn compact_when_due(&self, r: &etcd_client::TxnResponse, at: usize) {
+        let now = r.header().map_or(0, |h| h.revision());
+        let index = match r.op_responses().into_iter().nth(at) {
+            Some(TxnOpResponse::Get(g)) => etcd_journal::index_of(g.kvs()),
+            _ => 0,
+        };
+        if now - index > etcd_journal::COMPACT_EVERY {
+            match self.compact().await {
+                Ok(c) => tracing::debug!("etcd journal compacted: {c:?}"),
+                Err(e) => tracing::warn!("etcd journal not compacted: {e}"),
+            }
+        }
     }
 
     /// The claims among `kvs` (keys under `P/claims/`) that are not bound
@@ -433,18 +368,21 @@ impl EtcdBackend {
     }
 }
 
+/// The records of journal keys, in the order given; what cannot be read
+/// is skipped and counted.
+fn parse(kvs: &[etcd_client::KeyValue]) -> Read {
+    let mut out = Read::default();
+    for kv in kvs {
+        out.add(kv.value(), || {
+            format!("etcd journal key {}", String::from_utf8_lossy(kv.key()))
+        });
+    }
+    out
+}
+
 /// The most operations etcd takes in one transaction (its default
 /// `--max-txn-ops`).
 const MAX_TXN_OPS: usize = 128;
-
-/// The sequence number that ends a journal key (`…/journal/RUN/00000042`).
-fn sequence_of(key: &[u8]) -> u64 {
-    let key = String::from_utf8_lossy(key);
-    key.rsplit('/')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
 
 #[async_trait]
 impl Coordination for EtcdBackend {
@@ -471,41 +409,44 @@ impl Coordination for EtcdBackend {
         // What this process appended is read back too.
         self.sync().await?;
         let mut client = self.conn().await?.clone();
-        let r = self
+        let live = self
             .call(
                 "cannot read the journal",
-                client.get(
-                    self.key("journal/"),
-                    Some(
-                        GetOptions::new()
-                            .with_prefix()
-                            .with_sort(SortTarget::Create, SortOrder::Ascend),
-                    ),
+                etcd_journal::read_live(&mut client, &self.cfg.prefix),
+            )
+            .await?;
+        Ok(parse(&live.kvs))
+    }
+
+    async fn read_all(&self) -> Result<Read> {
+        self.sync().await?;
+        let mut client = self.conn().await?.clone();
+        let (kvs, _) = self
+            .call_within(
+                self.timeout() * 12,
+                "cannot read the journal",
+                etcd_journal::get_paged(&mut client, &self.key("journal/"), 0),
+            )
+            .await?;
+        Ok(parse(&kvs))
+    }
+
+    async fn compact(&self) -> Result<Option<Compacted>> {
+        let mut client = self.conn().await?.clone();
+        // A journal never compacted (an earlier release's) may be large.
+        let done = self
+            .call_within(
+                self.timeout() * 12,
+                "cannot compact the journal",
+                etcd_journal::compact(
+                    &mut client,
+                    &self.cfg.prefix,
+                    &self.retention,
+                    super::host::process_lives,
                 ),
             )
             .await?;
-        // The records of one transaction share a create revision: within
-        // it, the sequence number ending each key gives their order.
-        let mut kvs: Vec<&etcd_client::KeyValue> = r.kvs().iter().collect();
-        kvs.sort_by_key(|kv| (kv.create_revision(), sequence_of(kv.key())));
-        let mut out = Read::default();
-        for kv in kvs {
-            match kv
-                .value_str()
-                .map_err(|e| e.to_string())
-                .and_then(|v| serde_json::from_str::<Record>(v).map_err(|e| e.to_string()))
-            {
-                Ok(rec) => out.records.push(rec),
-                Err(e) => {
-                    tracing::warn!(
-                        "etcd journal key {}: skipped, unreadable: {e}",
-                        String::from_utf8_lossy(kv.key())
-                    );
-                    out.skipped += 1;
-                }
-            }
-        }
-        Ok(out)
+        Ok(Some(done))
     }
 
     async fn lock(&self, timeout: Duration) -> Result<LockGuard> {
@@ -515,12 +456,15 @@ impl Coordination for EtcdBackend {
         let value = format!("{}@{} pid {}", me.user, me.host, me.pid);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            match self.create(&key, &value).await? {
-                Ok(()) => {
+            let index = etcd_journal::get_index(&self.cfg.prefix);
+            match self.create_and(&key, &value, vec![index]).await? {
+                Ok(r) => {
                     let client = self.conn().await?.clone();
-                    return Ok(LockGuard {
+                    let guard = LockGuard {
                         _token: Box::new(HeldKey { key, client }),
-                    });
+                    };
+                    self.compact_when_due(&r, 1).await;
+                    return Ok(guard);
                 }
                 Err(holder) if tokio::time::Instant::now() >= deadline => {
                     return Err(self.lock_held(&holder, &key, timeout));
@@ -572,8 +516,11 @@ impl Coordination for EtcdBackend {
                 then.push(TxnOp::put(ck.clone(), value.clone(), with_lease()));
                 otherwise.push(TxnOp::get(ck, None));
             }
-            // The claims as they stand once these are taken: what `others`
-            // asks next, under this lock.
+            // The journal's index (sorted up to where), and the claims as
+            // they stand once these are taken: what `others` asks next,
+            // under this lock.
+            let index_at = then.len();
+            then.push(etcd_journal::get_index(&self.cfg.prefix));
             then.push(TxnOp::get(
                 self.claim_key(""),
                 Some(GetOptions::new().with_prefix()),
@@ -586,11 +533,10 @@ impl Coordination for EtcdBackend {
                 )
                 .await?;
             if r.succeeded() {
-                let seen = r.op_responses().into_iter().find_map(|o| match o {
-                    TxnOpResponse::Get(g) => Some(self.claims_of(g.kvs(), Some(lease))),
+                let seen = match r.op_responses().into_iter().nth(index_at + 1) {
+                    Some(TxnOpResponse::Get(g)) => Some(self.claims_of(g.kvs(), Some(lease))),
                     _ => None,
-                });
-                *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = seen;
+                };
                 let lock = LockGuard {
                     _token: Box::new(HeldKey {
                         key: lock_key,
@@ -598,23 +544,27 @@ impl Coordination for EtcdBackend {
                     }),
                 };
                 let mut set = ClaimSet::default();
-                let mut mine = self.mine.lock().unwrap_or_else(|p| p.into_inner());
-                mine.retain(|_, w| w.strong_count() > 0);
-                for key in keys {
-                    set.keys.push(key.clone());
-                    let held = match mine.get(key).and_then(Weak::upgrade) {
-                        Some(h) => h,
-                        None => {
-                            let h = Arc::new(HeldKey {
-                                key: self.claim_key(key),
-                                client: client.clone(),
-                            });
-                            mine.insert(key.clone(), Arc::downgrade(&h));
-                            h
-                        }
-                    };
-                    set.held.push(held as Token);
+                {
+                    let mut mine = self.mine.lock().unwrap_or_else(|p| p.into_inner());
+                    mine.retain(|_, w| w.strong_count() > 0);
+                    for key in keys {
+                        set.keys.push(key.clone());
+                        let held = match mine.get(key).and_then(Weak::upgrade) {
+                            Some(h) => h,
+                            None => {
+                                let h = Arc::new(HeldKey {
+                                    key: self.claim_key(key),
+                                    client: client.clone(),
+                                });
+                                mine.insert(key.clone(), Arc::downgrade(&h));
+                                h
+                            }
+                        };
+                        set.held.push(held as Token);
+                    }
                 }
+                *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = seen;
+                self.compact_when_due(&r, index_at).await;
                 return Ok(Ok((lock, set)));
             }
             // What was there: the lock (first), then each claim.

@@ -1,7 +1,8 @@
 //! The file backend (the default): in the state directory,
 //! `journal.jsonl` (one JSON record a line, fsync'd before the change it
-//! announces), `lock` (the critical section, `flock`) and `claims/` (one
-//! locked file per claimed node).
+//! announces: the live journal), `journal.archive/` (finished runs,
+//! [`super::compact`]), `lock` (the critical section, `flock`) and
+//! `claims/` (one locked file per claimed node).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read as _, Seek, SeekFrom, Write};
@@ -13,6 +14,7 @@ use async_trait::async_trait;
 
 use super::backend::{ClaimSet, Claimed, Coordination, Holder, LockGuard, Read};
 use super::claims::Claims;
+use super::compact::{self, Compacted, Retention};
 use super::records::Record;
 use super::shared::{shared_dir, shared_file};
 use crate::error::{Error, Result};
@@ -51,6 +53,7 @@ pub struct FileBackend {
     /// be written (a read-only file system, no permission), why not.
     file: std::result::Result<Mutex<File>, String>,
     claims: Claims,
+    retention: Retention,
 }
 
 impl FileBackend {
@@ -72,6 +75,7 @@ impl FileBackend {
                     dir: dir.to_owned(),
                     file: Err(e.to_string()),
                     claims: Claims::new(dir),
+                    retention: Retention::default(),
                 })
             }
         }
@@ -79,19 +83,20 @@ impl FileBackend {
 
     fn open_writable(dir: &Path) -> Result<FileBackend> {
         shared_dir(dir)?;
-        let path = dir.join("journal.jsonl");
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::State(format!("cannot open journal {}: {e}", path.display())))?;
-        shared_file(&path);
-        repair(&path, &file)?;
+        let file = open_journal(&dir.join("journal.jsonl"))?;
         Ok(FileBackend {
             dir: dir.to_owned(),
             file: Ok(Mutex::new(file)),
             claims: Claims::new(dir),
+            retention: Retention::default(),
         })
+    }
+
+    /// With `retention` for finished runs instead of the default (30
+    /// days).
+    pub fn with_retention(mut self, retention: Retention) -> FileBackend {
+        self.retention = retention;
+        self
     }
 
     /// The journal, to append to.
@@ -136,27 +141,78 @@ impl FileBackend {
                 self.path().display()
             ))
         })?;
-        let mut out = Read::default();
-        for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
-            if line.is_empty() {
-                continue;
-            }
-            match std::str::from_utf8(line)
-                .map_err(|e| e.to_string())
-                .and_then(|l| serde_json::from_str::<Record>(l).map_err(|e| e.to_string()))
-            {
-                Ok(r) => out.records.push(r),
-                Err(e) => {
-                    tracing::warn!(
-                        "journal {} line {}: skipped, unreadable: {e}",
-                        self.path().display(),
-                        i + 1
-                    );
-                    out.skipped += 1;
-                }
-            }
+        Ok(parse(&bytes, "journal", &self.path()))
+    }
+}
+
+/// Opens (creating) the journal at `path` to append, its torn last line
+/// ended.
+fn open_journal(path: &Path) -> Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::State(format!("cannot open journal {}: {e}", path.display())))?;
+    shared_file(path);
+    repair(path, &file)?;
+    Ok(file)
+}
+
+/// The records of `bytes`, one a line; each unreadable line is skipped
+/// and counted (`what` and `path` name it in the warning).
+fn parse(bytes: &[u8], what: &str, path: &Path) -> Read {
+    let mut out = Read::default();
+    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        if !line.is_empty() {
+            out.add(line, || format!("{what} {} line {}", path.display(), i + 1));
         }
-        Ok(out)
+    }
+    out
+}
+
+/// The archive's records and the live journal's, in the order they were
+/// written (a run kept live while later ones were archived falls in its
+/// place), each run once (a compaction a crash cut short leaves some in
+/// both).
+fn merge(archive: Read, live: Read) -> Read {
+    use std::collections::BTreeSet;
+    if archive.records.is_empty() {
+        return Read {
+            records: live.records,
+            skipped: archive.skipped + live.skipped,
+        };
+    }
+    let archived: BTreeSet<&str> = archive
+        .records
+        .iter()
+        .filter(|r| matches!(r.event, super::records::Event::Start { .. }))
+        .map(|r| r.run.as_str())
+        .collect();
+    let live_records: Vec<Record> = live
+        .records
+        .into_iter()
+        .filter(|r| !archived.contains(r.run.as_str()))
+        .collect();
+    let mut records = archive.records;
+    records.extend(live_records);
+    // Stable, by time; a record whose time cannot be read keeps the one
+    // before it.
+    let mut at = None;
+    let mut keyed: Vec<_> = records
+        .into_iter()
+        .map(|r| {
+            let t =
+                time::OffsetDateTime::parse(&r.ts, &time::format_description::well_known::Rfc3339)
+                    .ok()
+                    .or(at);
+            at = t;
+            (t, r)
+        })
+        .collect();
+    keyed.sort_by_key(|(t, _)| *t);
+    Read {
+        records: keyed.into_iter().map(|(_, r)| r).collect(),
+        skipped: archive.skipped + live.skipped,
     }
 }
 
@@ -173,14 +229,26 @@ impl Coordination for FileBackend {
             text.push('\n');
         }
         let mut f = self.writer()?;
-        f.write_all(text.as_bytes())
+        let path = self.path();
+        // A shared lock while writing: a compaction (exclusive) neither
+        // reads half a record nor loses one appended to the journal it
+        // replaced, which is then opened again.
+        loop {
+            f.lock_shared().map_err(|e| {
+                Error::State(format!("cannot lock journal {}: {e}", path.display()))
+            })?;
+            if compact::same_file(&f, &path) {
+                break;
+            }
+            let _ = f.unlock();
+            *f = open_journal(&path)?;
+        }
+        let r = f
+            .write_all(text.as_bytes())
             .and_then(|()| if sync { f.sync_data() } else { Ok(()) })
-            .map_err(|e| {
-                Error::State(format!(
-                    "cannot write journal {}: {e}",
-                    self.path().display()
-                ))
-            })
+            .map_err(|e| Error::State(format!("cannot write journal {}: {e}", path.display())));
+        let _ = f.unlock();
+        r
     }
 
     async fn sync(&self) -> Result<()> {
@@ -197,8 +265,41 @@ impl Coordination for FileBackend {
         self.read_now()
     }
 
+    async fn read_all(&self) -> Result<Read> {
+        // The live journal first: a compaction meanwhile moves runs from
+        // it to the archive, never the other way.
+        let live = self.read_now()?;
+        let archive = parse(
+            &compact::read_archive(&self.dir)?,
+            "journal archive",
+            &self.dir,
+        );
+        Ok(merge(archive, live))
+    }
+
+    async fn compact(&self) -> Result<Option<Compacted>> {
+        drop(self.writer()?);
+        compact::compact(&self.dir, &self.retention, true, super::host::process_lives)
+    }
+
     async fn lock(&self, timeout: Duration) -> Result<LockGuard> {
-        lock_file(&self.dir, "lock", "another lbctl", timeout).await
+        let guard = lock_file(&self.dir, "lock", "another lbctl", timeout).await?;
+        if self.file.is_ok() {
+            match compact::compact(
+                &self.dir,
+                &self.retention,
+                false,
+                super::host::process_lives,
+            ) {
+                Ok(Some(c)) => {
+                    tracing::debug!("journal {} compacted: {c:?}", self.path().display())
+                }
+                Ok(None) => {}
+                // The journal is as it was, or complete: the command goes on.
+                Err(e) => tracing::warn!("journal not compacted: {e}"),
+            }
+        }
+        Ok(guard)
     }
 
     async fn try_claim(

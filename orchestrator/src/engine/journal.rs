@@ -15,7 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::compact::{Compacted, Retention};
 use super::file::{FileBackend, lock_file};
+pub use super::host::process_lives;
+pub(crate) use super::host::{hostname, process_alive};
 use crate::error::Result;
 
 pub use super::backend::{Coordination, LockGuard, Read};
@@ -54,9 +57,19 @@ impl Journal {
     ///
     /// [`Error::State`](crate::Error::State) naming the path.
     pub fn open(dir: &Path) -> Result<Journal> {
+        Journal::open_with(dir, Retention::default())
+    }
+
+    /// The file backend in state directory `dir` (created), keeping
+    /// finished runs as `retention` says.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::State`](crate::Error::State) naming the path.
+    pub fn open_with(dir: &Path, retention: Retention) -> Result<Journal> {
         Ok(Journal {
             dir: dir.to_owned(),
-            backend: Arc::new(FileBackend::open(dir)?),
+            backend: Arc::new(FileBackend::open(dir)?.with_retention(retention)),
         })
     }
 
@@ -103,8 +116,8 @@ impl Journal {
         self.backend.append(&[rec], sync).await
     }
 
-    /// Every record, in order; what cannot be read is skipped
-    /// ([`read`](Self::read) counts it).
+    /// Every record of the live journal, in order; what cannot be read is
+    /// skipped ([`read`](Self::read) counts it).
     ///
     /// # Errors
     ///
@@ -113,15 +126,38 @@ impl Journal {
         Ok(self.read().await?.records)
     }
 
-    /// Every record, in order, and how many could not be read (a torn
-    /// line, bytes that are not UTF-8, JSON that is not a record): each is
-    /// skipped alone, and what follows it is read.
+    /// Every record of the live journal (every run not finished, and the
+    /// finished ones not archived yet), in order, and how many could not
+    /// be read (a torn line, bytes that are not UTF-8, JSON that is not a
+    /// record): each is skipped alone, and what follows it is read.
     ///
     /// # Errors
     ///
     /// [`Error::State`](crate::Error::State).
     pub async fn read(&self) -> Result<Read> {
         self.backend.read().await
+    }
+
+    /// Every record kept, archived runs included, in order, and how many
+    /// could not be read: what `history` lists. [`read`](Self::read) has
+    /// the live journal only: every run not finished, and the recent ones.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::State`](crate::Error::State).
+    pub async fn read_all(&self) -> Result<Read> {
+        self.backend.read_all().await
+    }
+
+    /// Removes finished runs past the retention from the live journal now,
+    /// under the critical section (waiting up to `timeout` for it).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::State`](crate::Error::State).
+    pub async fn compact(&self, timeout: Duration) -> Result<Option<Compacted>> {
+        let _lock = self.backend.lock(timeout).await?;
+        self.backend.compact().await
     }
 
     /// Enters the critical section, waiting up to `timeout`.
@@ -346,28 +382,6 @@ impl Identity {
         })
         .clone()
     }
-}
-
-/// Whether `pid` (another process than this one) runs on this machine.
-pub(crate) fn process_alive(pid: u32) -> bool {
-    pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Whether the process a `start` record names (`pid` on `host`) still
-/// runs: on this machine, and not this process.
-pub fn process_lives(pid: u32, host: &str) -> bool {
-    host == hostname() && process_alive(pid)
-}
-
-/// This machine's name (read once).
-pub(crate) fn hostname() -> String {
-    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    NAME.get_or_init(|| {
-        fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default()
-    })
-    .clone()
 }
 
 /// This process's user id: the owner of `/proc/self`.

@@ -6,9 +6,13 @@
 
 mod backend;
 mod claims;
+pub mod compact;
 mod etcd;
 mod etcd_config;
+mod etcd_journal;
+mod etcd_lease;
 mod file;
+mod host;
 pub mod journal;
 mod records;
 mod shared;

@@ -28,7 +28,7 @@ impl Fleet {
         let journal = self
             .journal()
             .ok_or_else(|| Error::State("history needs a state directory (--state-dir)".into()))?;
-        let read = journal.read().await?;
+        let read = journal.read_all().await?;
         let cutoff = filter.since.map(|d| time::OffsetDateTime::now_utc() - d);
         let mut runs = summarize(&read.records);
         runs.retain(|r| {

@@ -19,6 +19,7 @@ use std::time::Duration;
 use lb_core::{Balancer, Member, MemberRef};
 
 use crate::engine::Coordination;
+use crate::engine::compact::Retention;
 use crate::engine::journal::{Journal, Value};
 use crate::engine::{Engine, Snapshot, Write};
 use crate::error::{Error, Result};
@@ -167,6 +168,7 @@ pub struct FleetBuilder {
     progress: Option<Arc<dyn Progress>>,
     reason: Option<String>,
     coordination: Option<Arc<dyn Coordination>>,
+    retention: Retention,
 }
 
 impl FleetBuilder {
@@ -203,6 +205,14 @@ impl FleetBuilder {
     /// not kept apart).
     pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.state_dir = Some(dir.into());
+        self
+    }
+
+    /// Keeps finished runs in the state directory's journal as
+    /// `retention` says (default: 30 days); a backend given to
+    /// [`coordination`](Self::coordination) keeps its own.
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
         self
     }
 
@@ -268,7 +278,7 @@ impl FleetBuilder {
             return Err(Error::Config("poll_interval must be more than 0".into()));
         }
         let journal = match (self.state_dir.as_deref(), self.coordination) {
-            (Some(dir), None) => Some(Journal::open(dir)?),
+            (Some(dir), None) => Some(Journal::open_with(dir, self.retention)?),
             (Some(dir), Some(backend)) => Some(Journal::with_backend(dir, backend)?),
             (None, Some(_)) => {
                 return Err(Error::Config(
