@@ -3,6 +3,8 @@
 pub mod config;
 mod error;
 mod fsio;
+#[doc(hidden)]
+pub mod fuzzing;
 mod oss;
 mod plus;
 mod procs;
