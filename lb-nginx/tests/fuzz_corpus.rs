@@ -5,12 +5,8 @@
 
 #[test]
 fn every_input_of_the_corpus_reads_and_edits_without_panic() {
-    let mut parsed = 0;
-    for (path, bytes) in lb_lab::fuzz_corpus("nginx_conf") {
-        if lb_nginx::fuzzing::upstream_file(&bytes).is_ok_and(|n| n > 0) {
-            parsed += 1;
-        }
-        eprintln!("{}: read", path.display());
-    }
+    let parsed = lb_lab::replay_fuzz_corpus("nginx_conf", |b| {
+        lb_nginx::fuzzing::upstream_file(b).is_ok_and(|n| n > 0)
+    });
     assert!(parsed > 0, "no input of the corpus has an upstream server");
 }

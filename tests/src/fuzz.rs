@@ -1,15 +1,17 @@
-//! The fuzz targets' committed corpus (`fuzz/corpus/TARGET/`), for the
-//! driver tests that replay it on the stable toolchain, without a fuzzer.
+//! The fuzz targets' committed corpus (`fuzz/corpus/TARGET/`), replayed
+//! by the drivers' tests on the stable toolchain, without a fuzzer.
 
 use std::path::{Path, PathBuf};
 
-/// Every file of `fuzz/corpus/TARGET/`, sorted by name, with its bytes.
+/// Feeds every file of `fuzz/corpus/TARGET/` (sorted by name) to `entry`,
+/// the target's entry point, naming each on stderr first (a panic shows
+/// which input caused it). Returns how many inputs `entry` accepted.
 ///
 /// # Panics
 ///
-/// When the folder is missing or empty: a replay of nothing would pass
-/// without testing anything.
-pub fn fuzz_corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+/// When the folder is missing or empty (a replay of nothing would pass
+/// without testing anything), and wherever `entry` panics.
+pub fn replay_fuzz_corpus(target: &str, mut entry: impl FnMut(&[u8]) -> bool) -> usize {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../fuzz/corpus")
         .join(target);
@@ -21,12 +23,14 @@ pub fn fuzz_corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
         .collect();
     files.sort();
     assert!(!files.is_empty(), "the corpus {} is empty", dir.display());
-    files
-        .into_iter()
-        .map(|p| {
-            let bytes =
-                std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
-            (p, bytes)
-        })
-        .collect()
+    let mut accepted = 0;
+    for p in files {
+        let bytes =
+            std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
+        eprintln!("{}", p.display());
+        if entry(&bytes) {
+            accepted += 1;
+        }
+    }
+    accepted
 }

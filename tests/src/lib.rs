@@ -26,7 +26,7 @@ pub use daemon::{Daemon, find_binary, lab_binary, pids_in_group, port_is_open};
 pub use etcd::Etcd;
 pub use fake_arm::{FakeArm, GetFault, PutFault};
 pub use fake_plus::{FakePlus, FakePlusOptions, FakePlusRequest, FakePlusServer};
-pub use fuzz::fuzz_corpus;
+pub use fuzz::replay_fuzz_corpus;
 pub use haproxy::{Haproxy, HaproxyOptions};
 pub use load::{Load, LoadOptions, LoadReport};
 pub use moto::{AWS_TEST_ENV, MOTO_REGION, Moto, MotoTarget};
