@@ -2,6 +2,8 @@
 
 mod builder;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod settings;
 mod stuck;
 pub mod xml;

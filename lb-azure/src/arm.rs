@@ -171,7 +171,7 @@ fn now_of(h: &HeaderMap) -> OffsetDateTime {
         .unwrap_or_else(OffsetDateTime::now_utc)
 }
 
-fn parse_json(what: &str, body: &[u8]) -> Result<Value> {
+pub(crate) fn parse_json(what: &str, body: &[u8]) -> Result<Value> {
     serde_json::from_slice(body)
         .map_err(|e| AzureError::Protocol(format!("{what}: the answer is not JSON ({e})")))
 }

@@ -3,6 +3,8 @@
 mod arm;
 mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gateway;
 mod settings;
 

@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod parse;
 mod settings;
 mod transport;

@@ -4,6 +4,8 @@ pub mod config;
 mod error;
 mod fsio;
 mod includes;
+#[doc(hidden)]
+pub mod fuzzing;
 mod oss;
 mod plus;
 mod procs;

@@ -8,6 +8,7 @@ mod conformance;
 mod errors;
 mod failed;
 mod forms;
+mod fuzz_corpus;
 mod health;
 mod roundtrip;
 mod secrets;
