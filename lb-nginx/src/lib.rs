@@ -3,9 +3,9 @@
 pub mod config;
 mod error;
 mod fsio;
-mod includes;
 #[doc(hidden)]
 pub mod fuzzing;
+mod includes;
 mod oss;
 mod plus;
 mod procs;

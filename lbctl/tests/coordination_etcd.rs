@@ -292,25 +292,7 @@ fn commands_that_only_read_take_no_lease_and_every_command_gives_its_lease_back(
     wait_for_drain_bit(&hap, "node2");
     let tmux = Tmux::new(&b.file(""));
     let exit_file = b.file("watch.exit");
-    tmux.ok(&[
-        "new-session",
-        "-d",
-        "-s",
-        "watch",
-        "-x",
-        "110",
-        "-y",
-        "16",
-        "-e",
-        &format!("LBCTL_CONFIG={}", b.file("lbctl.toml").display()),
-        "-e",
-        &format!("LBCTL_STATE_DIR={}", b.state().display()),
-        "sh",
-        "-c",
-        "\"$0\" watch --interval 200ms; echo $? > \"$1\"",
-        env!("CARGO_BIN_EXE_lbctl"),
-        exit_file.to_str().unwrap(),
-    ]);
+    tmux.start_watch(&b, "--interval 200ms", &exit_file);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !tmux.capture().contains("drain node2") {
         assert!(

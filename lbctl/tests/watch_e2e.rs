@@ -55,29 +55,8 @@ fn watch_shows_a_rolling_upgrade_of_the_lab_live_and_q_quits_changing_nothing() 
     let mut rolling = env.spawn_rolling();
     let rolling_pid = format!("\"pid\":{},", rolling.id());
 
-    let lbctl = env!("CARGO_BIN_EXE_lbctl");
     let exit_file = env.file("watch.exit");
-    let config = format!("LBCTL_CONFIG={}", env.file("lbctl.toml").display());
-    let state = format!("LBCTL_STATE_DIR={}", env.state().display());
-    tmux.ok(&[
-        "new-session",
-        "-d",
-        "-s",
-        "watch",
-        "-x",
-        "110",
-        "-y",
-        "16",
-        "-e",
-        &config,
-        "-e",
-        &state,
-        "sh",
-        "-c",
-        "\"$0\" watch; echo $? > \"$1\"",
-        lbctl,
-        exit_file.to_str().unwrap(),
-    ]);
+    tmux.start_watch(&env, "", &exit_file);
 
     // Wait until the header shows node2 being upgraded.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -342,6 +342,30 @@ impl Tmux {
         text(&out.stdout)
     }
 
+    /// Starts `lbctl watch ARGS` for `env` in session `watch`, 110×16;
+    /// its exit code goes to `exit_file` when it ends.
+    pub fn start_watch(&self, env: &Env, args: &str, exit_file: &Path) {
+        self.ok(&[
+            "new-session",
+            "-d",
+            "-s",
+            "watch",
+            "-x",
+            "110",
+            "-y",
+            "16",
+            "-e",
+            &format!("LBCTL_CONFIG={}", env.file("lbctl.toml").display()),
+            "-e",
+            &format!("LBCTL_STATE_DIR={}", env.state().display()),
+            "sh",
+            "-c",
+            &format!("\"$0\" watch {args}; echo $? > \"$1\""),
+            env!("CARGO_BIN_EXE_lbctl"),
+            exit_file.to_str().unwrap(),
+        ]);
+    }
+
     pub fn capture(&self) -> String {
         self.ok(&["capture-pane", "-p", "-t", "watch"])
     }
