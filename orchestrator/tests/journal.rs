@@ -199,3 +199,24 @@ async fn recover_reads_only_the_live_journal_and_history_reads_the_archive_too()
     assert_eq!(h.runs[3000].run, "open-1");
     assert_eq!(h.runs[3001].command, "drain node1");
 }
+
+#[tokio::test]
+async fn listing_claims_as_watch_does_leaves_a_large_journal_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = String::new();
+    // Over 1 MiB, past the retention: the next command that changes
+    // something compacts it; `watch`, which only reads, must not.
+    for i in 0..3000 {
+        finished_run(&mut j, &format!("old-{i}"), 60);
+    }
+    std::fs::write(dir.path().join("journal.jsonl"), &j).unwrap();
+    let mem = lb();
+    let f = fleet(&mem, dir.path());
+    assert!(f.engine().peek().await.unwrap().is_empty());
+    assert_eq!(
+        journal_text(dir.path()),
+        j,
+        "listing claims changed the journal"
+    );
+    assert!(!dir.path().join("journal.archive").exists());
+}

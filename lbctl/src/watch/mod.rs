@@ -1,6 +1,8 @@
 //! `lbctl watch`: a full-screen live view of every member on every
-//! balancer, and of the runs in progress. It only reads: no lock, no
-//! journal record, no change to any balancer.
+//! balancer, and of the runs in progress. It only reads: no journal
+//! record, no compaction, no change to any balancer (with the file
+//! backend it takes the state directory's lock for a moment to list
+//! claims).
 
 mod model;
 mod runs;

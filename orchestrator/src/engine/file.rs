@@ -302,6 +302,13 @@ impl Coordination for FileBackend {
         Ok(guard)
     }
 
+    async fn peek(&self, timeout: Duration) -> Result<Vec<Claimed>> {
+        // The lock for a moment, so that listing never makes a claim
+        // fail; a reader (`watch`) compacts nothing.
+        let _lock = lock_file(&self.dir, "lock", "another lbctl", timeout).await?;
+        self.claims.others()
+    }
+
     async fn try_claim(
         &self,
         keys: &[String],
