@@ -173,14 +173,10 @@ pub trait Coordination: Send + Sync + fmt::Debug {
     async fn others(&self) -> Result<Vec<Claimed>>;
 
     /// The claims other processes hold now, for a reader outside the
-    /// critical section, listed so that looking never makes another's
-    /// claim fail: by default under [`lock`](Self::lock) (waiting up to
-    /// `timeout`); a backend whose listing cannot disturb a claim (etcd)
-    /// needs no lock.
-    async fn peek(&self, timeout: Duration) -> Result<Vec<Claimed>> {
-        let _lock = self.lock(timeout).await?;
-        self.others().await
-    }
+    /// critical section (`watch`), listed so that looking never makes
+    /// another's claim fail (the file backend under the bare lock, waiting
+    /// up to `timeout`; etcd by a plain read) and changing nothing.
+    async fn peek(&self, timeout: Duration) -> Result<Vec<Claimed>>;
 
     /// Fencing, before a write to a balancer: the claims this process
     /// holds are still its own (for etcd: its lease lives and each claim

@@ -632,6 +632,12 @@ impl Coordination for EtcdBackend {
         if let Some(seen) = self.seen.lock().unwrap_or_else(|p| p.into_inner()).take() {
             return Ok(seen);
         }
+        self.peek(Duration::ZERO).await
+    }
+
+    async fn peek(&self, _timeout: Duration) -> Result<Vec<Claimed>> {
+        // A read (never the claims a lock-and-claim read for the guard):
+        // no claim waits for it.
         let mine = self.lease.get().map(|l| l.id);
         let mut client = self.conn().await?.clone();
         let r = self
@@ -641,11 +647,6 @@ impl Coordination for EtcdBackend {
             )
             .await?;
         Ok(self.claims_of(r.kvs(), mine))
-    }
-
-    async fn peek(&self, _timeout: Duration) -> Result<Vec<Claimed>> {
-        // A read: no claim waits for it.
-        self.others().await
     }
 
     async fn check(&self) -> Result<()> {

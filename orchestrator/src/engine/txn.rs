@@ -113,10 +113,10 @@ impl<'e> Transaction<'e> {
             }
         }
         // Fencing: nothing is written unless this run's claims are still
-        // its own; and not before its intents are durable.
-        match &self.run {
-            Some(run) => run.sync_fenced().await?,
-            None => self.engine.check().await?,
+        // its own; and not before its intents are durable. (No run: no
+        // journal, so no claims either.)
+        if let Some(run) = &self.run {
+            run.sync_fenced().await?;
         }
         let results = join_all(writes.iter().map(|w| self.set(w.bal, &w.member, w.to))).await;
         if let Some(run) = &self.run {
